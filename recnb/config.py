@@ -1,0 +1,104 @@
+"""Paths, seeding, device choice and run profiles (introduced in notebook 00).
+
+Everything that depends on the machine or on environment variables is read here, so that the
+rest of the package and the notebooks ask one place:
+
+* ``RECNB_DATA_DIR`` -- where downloads and caches go (default: the repository's ``data/``,
+  resolved from this file, never from the current directory).
+* ``RECNB_SMOKE=1`` -- the tiny "smoke" profile for fast iteration while developing.
+* ``RECNB_DEVICE`` -- force ``cpu`` or ``cuda`` (default: CUDA when available).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+PROFILES = ("smoke", "default", "gpu")
+
+
+def data_dir(create: bool = True) -> Path:
+    """The data/cache directory: ``$RECNB_DATA_DIR`` or the repository's ``data/`` (notebook 00)."""
+    env = os.environ.get("RECNB_DATA_DIR")
+    path = Path(env).expanduser() if env else REPO_DIR / "data"
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PermissionError(
+                f"Cannot create the data directory {path} ({exc}). Set RECNB_DATA_DIR to a "
+                "writable folder, e.g. `export RECNB_DATA_DIR=~/recnb-data`."
+            ) from exc
+    if create and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"The data directory {path} is not readable and writable. Fix its permissions or set "
+            "RECNB_DATA_DIR to a writable folder, e.g. `export RECNB_DATA_DIR=~/recnb-data`."
+        )
+    return path
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so runs repeat (notebook 00)."""
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    try:
+        import torch
+    except ImportError:  # the data chapters run without torch
+        return
+    torch.manual_seed(int(seed))
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(int(seed))
+
+
+def device(prefer: str | None = None) -> str:
+    """``"cuda"`` when a GPU is available (or ``RECNB_DEVICE`` says so), else ``"cpu"`` (notebook 00)."""
+    import torch
+
+    choice = (prefer or os.environ.get("RECNB_DEVICE", "")).strip().lower()
+    if choice in ("", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {choice!r}")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("RECNB_DEVICE=cuda but no CUDA GPU is visible; unset it or use 'cpu'.")
+    return choice
+
+
+def profile() -> str:
+    """The run profile: ``"smoke"`` (``RECNB_SMOKE=1``), ``"gpu"`` (CUDA present) or ``"default"``."""
+    if os.environ.get("RECNB_SMOKE", "").strip() not in ("", "0"):
+        return "smoke"
+    try:
+        if device() == "cuda":
+            return "gpu"
+    except ImportError:
+        pass
+    return "default"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes that notebooks scale by; ``pick(smoke=..., default=..., gpu=...)`` chooses one."""
+
+    name: str
+
+    def pick(self, *, smoke, default, gpu=None):
+        """The value for this profile (``gpu`` falls back to ``default`` when not given)."""
+        if self.name == "smoke":
+            return smoke
+        if self.name == "gpu" and gpu is not None:
+            return gpu
+        return default
+
+
+def run_profile() -> Profile:
+    """The current :class:`Profile` (notebook 00)."""
+    return Profile(profile())

@@ -1,0 +1,70 @@
+"""Execute the workbook's notebooks headless, each from a fresh kernel, in reading order.
+
+    python scripts/run_notebooks.py --out build/executed      # `make run`: copies, committed files untouched
+    python scripts/run_notebooks.py --in-place [NAMES...]     # `make notebooks`: refresh committed outputs
+
+Prints one line a notebook with its wall time; stops at the first failure and names the cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def execute(path: Path, out: Path, timeout: int) -> float:
+    """Run ``path`` top to bottom in a fresh kernel (cwd = notebooks/) and write it to ``out``."""
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    try:
+        client.execute()
+    finally:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".ipynb.part")
+        nbformat.write(nb, tmp)
+        tmp.replace(out)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help="notebook names or prefixes (default: all)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=ROOT / "build" / "executed", help="folder for executed copies")
+    where.add_argument("--in-place", action="store_true", help="overwrite the committed notebooks")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if args.names:
+        paths = [p for p in paths if any(p.name.startswith(n) or p.stem == n for n in args.names)]
+        if not paths:
+            parser.error(f"no notebook matches {args.names}")
+    total = 0.0
+    for i, path in enumerate(paths, 1):
+        out = path if args.in_place else Path(args.out).resolve() / path.name
+        print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
+        try:
+            seconds = execute(path, out, args.timeout)
+        except CellExecutionError as exc:
+            print(f"FAILED\n{exc}\nThe partly executed copy is {out}", file=sys.stderr)
+            return 1
+        total += seconds
+        print(f"{seconds:6.1f} s -> {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}", flush=True)
+    print(f"{len(paths)} notebooks executed in {total:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
