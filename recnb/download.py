@@ -9,6 +9,7 @@ A failure never leaves a half-written file behind.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -91,24 +92,25 @@ def download(url: str, target: str | os.PathLike, *, digest: str, algorithm: str
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(target) as tmp:
             total = int(response.headers.get("Content-Length") or 0) or None
-            hasher = hashlib.new(algorithm)
+            hasher, received = hashlib.new(algorithm), 0
             with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
                                               desc=f"download {target.name}", disable=not progress) as bar:
                 for block in iter(lambda: response.read(1 << 16), b""):
                     out.write(block)
                     hasher.update(block)
+                    received += len(block)
                     bar.update(len(block))
-            if total is not None and bar.n != total:
-                raise SourceError(f"{url}: download ended after {bar.n} of {total} bytes; try again.")
+            if total is not None and received != total:
+                raise SourceError(f"{url}: download ended after {received} of {total} bytes; try again.")
             if hasher.hexdigest() != digest.lower():
                 raise ChecksumError(
                     f"{url}: {algorithm} of the download is {hasher.hexdigest()}, expected {digest}. "
                     "Nothing was kept. The server may serve another version; check the URL."
                 )
-    except (urllib.error.URLError, OSError) as exc:
-        if isinstance(exc, SourceError):
-            raise
-        raise SourceError(f"could not download {url}: {exc}") from exc
+    except SourceError:
+        raise
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        raise SourceError(f"could not download {url}: {exc!r}") from exc
     return target
 
 
