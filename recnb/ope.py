@@ -1,0 +1,173 @@
+"""Off-policy evaluation: estimate a new policy's value from logs of another (notebook 08).
+
+Logs are bandit feedback: for each logged round ``i`` a context ``x_i``, the action ``a_i`` the logging
+policy took with probability ``p_i`` (its propensity), and the reward ``r_i`` observed for it. The target
+policy is given as a matrix ``target[i, a] = pi(a | x_i)`` over the actions of each round.
+
+Estimators (each returns an :class:`Estimate` with a normal-approximation 95% CI):
+
+* :func:`direct_method` -- average the reward model's prediction under the target policy (biased when
+  the model is wrong; low variance).
+* :func:`ips` -- reweight observed rewards by ``pi(a_i|x_i) / p_i``; unbiased when propensities are
+  right and positive, high variance when the policies differ; optional weight clipping (biased, lower variance).
+* :func:`snips` -- self-normalised IPS: divide by the mean weight instead of 1 (slightly biased, much steadier).
+* :func:`doubly_robust` -- direct method plus an IPS correction of the model's residual: unbiased if either
+  the propensities or the reward model are right. :func:`cross_fit` makes the model's predictions
+  out-of-fold so the same logs do not both train and correct it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A policy-value estimate, its standard error and 95% confidence interval."""
+
+    value: float
+    stderr: float
+    estimator: str
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return self.value - Z95 * self.stderr, self.value + Z95 * self.stderr
+
+    def __str__(self) -> str:
+        lo, hi = self.ci
+        return f"{self.estimator}: {self.value:.4f} (95% CI {lo:.4f} to {hi:.4f})"
+
+
+def _as_logs(actions, rewards, propensities, target):
+    actions = np.asarray(actions)
+    rewards = np.asarray(rewards, dtype=float)
+    propensities = np.asarray(propensities, dtype=float)
+    target = np.asarray(target, dtype=float)
+    n = len(actions)
+    if n == 0:
+        raise ValueError("the log is empty: off-policy evaluation needs at least one logged round")
+    if rewards.shape != (n,) or propensities.shape != (n,):
+        raise ValueError(f"actions, rewards and propensities must be 1-D of one length, got {actions.shape}, "
+                         f"{rewards.shape}, {propensities.shape}")
+    if target.ndim != 2 or target.shape[0] != n:
+        raise ValueError(f"target must be a [rounds, actions] matrix of pi(a|x), got shape {target.shape}")
+    if actions.min() < 0 or actions.max() >= target.shape[1]:
+        raise ValueError(f"logged actions must be in [0, {target.shape[1]}); got {actions.min()}..{actions.max()}")
+    if not (np.all(propensities > 0) and np.all(propensities <= 1)):
+        raise ValueError("propensities must be in (0, 1]: a logged action with probability 0 cannot be "
+                         "reweighted; log the logging policy's probability of the action it took")
+    if np.any(target < -1e-9) or not np.allclose(target.sum(1), 1, atol=1e-6):
+        raise ValueError("each row of target must be a probability distribution over actions (>= 0, sums to 1)")
+    return actions, rewards, propensities, target
+
+
+def _estimate(terms: np.ndarray, name: str) -> Estimate:
+    n = len(terms)
+    stderr = float(terms.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return Estimate(float(terms.mean()), stderr, name)
+
+
+def importance_weights(actions, propensities, target, clip: float | None = None) -> np.ndarray:
+    """``pi(a_i|x_i) / p_i`` for each logged round, optionally clipped at ``clip`` (notebook 08)."""
+    actions, propensities, target = np.asarray(actions), np.asarray(propensities, float), np.asarray(target, float)
+    w = target[np.arange(len(actions)), actions] / propensities
+    if clip is not None:
+        if clip <= 0:
+            raise ValueError(f"clip must be positive, got {clip}")
+        w = np.minimum(w, clip)
+    return w
+
+
+def effective_sample_size(weights) -> float:
+    """Kish's effective sample size of importance weights: how many logs the estimate is really worth."""
+    w = np.asarray(weights, float)
+    return float(w.sum() ** 2 / np.square(w).sum())
+
+
+def direct_method(target, predicted_rewards) -> Estimate:
+    """Mean over rounds of sum_a pi(a|x) q_hat(x, a) (notebook 08)."""
+    target, q = np.asarray(target, float), np.asarray(predicted_rewards, float)
+    if target.shape != q.shape:
+        raise ValueError(f"target {target.shape} and predicted_rewards {q.shape} must have one shape [rounds, actions]")
+    return _estimate((target * q).sum(1), "DM")
+
+
+def ips(actions, rewards, propensities, target, clip: float | None = None) -> Estimate:
+    """Inverse propensity scoring, optionally with clipped weights (notebook 08)."""
+    actions, rewards, propensities, target = _as_logs(actions, rewards, propensities, target)
+    w = importance_weights(actions, propensities, target, clip)
+    return _estimate(w * rewards, "IPS" if clip is None else f"IPS (clip {clip:g})")
+
+
+def snips(actions, rewards, propensities, target) -> Estimate:
+    """Self-normalised IPS: sum(w r) / sum(w); stderr by the delta method (notebook 08)."""
+    actions, rewards, propensities, target = _as_logs(actions, rewards, propensities, target)
+    w = importance_weights(actions, propensities, target)
+    if w.sum() <= 0:
+        raise ValueError("the target policy never takes a logged action: SNIPS is undefined; log more varied actions")
+    value = float((w * rewards).sum() / w.sum())
+    terms = w * (rewards - value) / w.mean()  # influence function of the ratio estimator
+    return Estimate(value, float(terms.std(ddof=1) / np.sqrt(len(w))), "SNIPS")
+
+
+def doubly_robust(actions, rewards, propensities, target, predicted_rewards) -> Estimate:
+    """DM + mean of w * (r - q_hat(x, a)): unbiased if propensities or the model are right (notebook 08)."""
+    actions, rewards, propensities, target = _as_logs(actions, rewards, propensities, target)
+    q = np.asarray(predicted_rewards, float)
+    if q.shape != target.shape:
+        raise ValueError(f"predicted_rewards {q.shape} must match target {target.shape}")
+    w = importance_weights(actions, propensities, target)
+    rows = np.arange(len(actions))
+    terms = (target * q).sum(1) + w * (rewards - q[rows, actions])
+    return _estimate(terms, "DR")
+
+
+def cross_fit(n_rounds: int, fit: Callable[[np.ndarray], object], predict: Callable[[object, np.ndarray], np.ndarray],
+              folds: int = 2, seed: int = 0) -> np.ndarray:
+    """Out-of-fold reward predictions: fit on the other folds, predict each fold's rounds (notebook 08).
+
+    ``fit(train_rows) -> model`` and ``predict(model, rows) -> [len(rows), n_actions]``.
+    """
+    if folds < 2:
+        raise ValueError(f"cross-fitting needs at least 2 folds, got {folds}")
+    if n_rounds < folds:
+        raise ValueError(f"{n_rounds} rounds cannot be split into {folds} folds")
+    order = np.random.default_rng(seed).permutation(n_rounds)
+    parts = np.array_split(order, folds)
+    out = None
+    for k, rows in enumerate(parts):
+        model = fit(np.concatenate([p for j, p in enumerate(parts) if j != k]))
+        pred = np.asarray(predict(model, rows), float)
+        if out is None:
+            out = np.empty((n_rounds, pred.shape[1]))
+        out[rows] = pred
+    return out
+
+
+def tabular_reward_model(contexts, actions, rewards, n_contexts: int, n_actions: int, prior_strength: float = 1.0):
+    """A simple reward model for discrete contexts: per-(context, action) mean shrunk to the action mean.
+
+    Returns ``(fit, predict)`` for :func:`cross_fit` (notebook 08).
+    """
+    contexts, actions, rewards = np.asarray(contexts), np.asarray(actions), np.asarray(rewards, float)
+
+    def fit(rows):
+        c, a, r = contexts[rows], actions[rows], rewards[rows]
+        global_mean = r.mean()
+        action_sum = np.bincount(a, r, minlength=n_actions)
+        action_n = np.bincount(a, minlength=n_actions)
+        action_mean = (action_sum + prior_strength * global_mean) / (action_n + prior_strength)
+        flat = c * n_actions + a
+        s = np.bincount(flat, r, minlength=n_contexts * n_actions).reshape(n_contexts, n_actions)
+        k = np.bincount(flat, minlength=n_contexts * n_actions).reshape(n_contexts, n_actions)
+        return (s + prior_strength * action_mean) / (k + prior_strength)
+
+    def predict(table, rows):
+        return table[contexts[rows]]
+
+    return fit, predict
