@@ -54,14 +54,15 @@ def main(argv=None) -> int:
     total = 0.0
     for i, path in enumerate(paths, 1):
         out = path if args.in_place else Path(args.out).resolve() / path.name
-        print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
+        print(f"[{i}/{len(paths)}] {path.name}", flush=True)
         try:
             seconds = execute(path, out, args.timeout)
         except CellExecutionError as exc:
             print(f"FAILED\n{exc}\nThe partly executed copy is {out}", file=sys.stderr)
             return 1
         total += seconds
-        print(f"{seconds:6.1f} s -> {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}", flush=True)
+        where = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+        print(f"      done in {seconds:.1f} s -> {where}", flush=True)
     print(f"{len(paths)} notebooks executed in {total:.1f} s")
     return 0
 
