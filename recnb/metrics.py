@@ -152,7 +152,8 @@ class FullRankingEvaluator:
     """Scores a model by ranking every catalogue item for every user with targets (notebook 02).
 
     ``train`` (and each frame in ``exclude``) are masked; ``targets`` are what should be recommended.
-    For test scoring pass ``exclude=[valid]`` so validation items are masked too. Frames need 0-based
+    For test scoring pass ``exclude={"valid": valid}`` (or a list of frames) so validation items are
+    masked too; :func:`split_evaluator` does this for a :class:`recnb.splits.Split`. Frames need 0-based
     ``user``/``item`` columns (``MovieLens.indexed()``); ``n_users``/``n_items`` fix the catalogue.
     """
 
@@ -166,9 +167,10 @@ class FullRankingEvaluator:
         self.n_users, self.n_items, self.batch_size = int(n_users), int(n_items), int(batch_size)
         self.train = interaction_matrix(train, n_users, n_items, "train")
         self.mask = self.train.clone()
-        exclude = list(exclude)
-        for i, frame in enumerate(exclude):
-            self.mask |= interaction_matrix(frame, n_users, n_items, f"exclude[{i}]")
+        # exclude: frames, or {name: frame} so the protocol can name what is masked
+        exclude = dict(exclude) if isinstance(exclude, dict) else {f"exclude[{i}]": f for i, f in enumerate(exclude)}
+        for name, frame in exclude.items():
+            self.mask |= interaction_matrix(frame, n_users, n_items, name)
         self.targets = interaction_matrix(targets, n_users, n_items, "targets") & ~self.mask
         self.users = torch.nonzero(self.targets.any(1)).squeeze(1)
         if len(self.users) == 0:
@@ -176,7 +178,7 @@ class FullRankingEvaluator:
         self.n_skipped = self.n_users - len(self.users)
         # popularity of each item in training, as the share of users who rated it
         self.item_popularity = self.train.sum(0).double() / self.n_users
-        masked = "train" + (f" + {n_excluded} more part(s)" if (n_excluded := len(exclude)) else "")
+        masked = " + ".join(["train", *exclude])
         self.protocol = (f"{protocol + '; ' if protocol else ''}full ranking over all {self.n_items} items, "
                          f"{masked} masked, users without targets skipped, ties by item index")
 
@@ -242,6 +244,6 @@ def split_evaluator(split, part: str, n_users: int, n_items: int, ks=(5, 10, 20)
     """Evaluator for ``split.valid`` (train masked) or ``split.test`` (train + valid masked) (notebook 02)."""
     if part not in ("valid", "test"):
         raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
-    exclude = [split.valid] if part == "test" else []
+    exclude = {"valid": split.valid} if part == "test" else {}
     return FullRankingEvaluator(split.train, getattr(split, part), n_users, n_items, exclude=exclude, ks=ks,
                                 protocol=f"{split.protocol}, {part} part")
