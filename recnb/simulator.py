@@ -88,14 +88,14 @@ class SimulatorConfig:
     """Satisfaction of a user at the start of an episode, in [0, 1]."""
     satisfaction_rate: float = 0.2
     """Weight of the latest experience in the satisfaction average, in (0, 1]."""
-    boredom: float = 0.2
+    boredom: float = 0.3
     """Satisfaction lost per unit of exposure when consuming an item of recently consumed genres
     (long-term effect): the hidden cost of repetition that a greedy policy does not see."""
     no_click_experience: float = 0.2
     """Experience (0..1) of a step without a click; a click gives ``(rating - 1) / 4``."""
     leave_base: float = 0.01
     """Chance per step of leaving whatever happens (the only leaving when ``long_term`` is off)."""
-    leave_sensitivity: float = 0.5
+    leave_sensitivity: float = 0.3
     """Extra chance of leaving at zero satisfaction: ``leave_sensitivity * (1 - satisfaction)**2``."""
     reward: str = "click"
     """Reward function name from ``recnb.rewards.REWARDS`` (or a function of ``Signals``)."""
@@ -223,6 +223,59 @@ def calibrate(ratings_train: pd.DataFrame, items: pd.DataFrame, dim: int = 16, s
     return Calibration(mu, P, bu, Q, bi, genres, popularity, train_items, user_ids, rmse)
 
 
+CALIBRATION_VERSION = 1  # bump when calibrate() changes, so stale caches are refitted
+
+
+def _save_calibration(cal: Calibration, path) -> None:
+    """Write a calibration as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    from .download import atomic_path
+
+    lengths = torch.as_tensor([len(t) for t in cal.train_items], dtype=torch.long)
+    tensors = {"mu": torch.tensor([cal.mu]), "user_factors": cal.user_factors, "user_bias": cal.user_bias,
+               "item_factors": cal.item_factors, "item_bias": cal.item_bias, "item_genres": cal.item_genres,
+               "item_popularity": cal.item_popularity, "train_lengths": lengths,
+               "train_flat": torch.as_tensor(np.concatenate(cal.train_items), dtype=torch.long),
+               "user_ids": torch.as_tensor(cal.user_ids, dtype=torch.long), "train_rmse": torch.tensor([cal.train_rmse])}
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+
+
+def _load_calibration(path) -> Calibration:
+    from safetensors.torch import load_file
+
+    t = load_file(str(path))
+    ends = t["train_lengths"].cumsum(0).tolist()
+    flat = t["train_flat"].numpy()
+    train_items = [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
+    return Calibration(float(t["mu"]), t["user_factors"], t["user_bias"], t["item_factors"], t["item_bias"],
+                       t["item_genres"], t["item_popularity"], train_items, t["user_ids"].numpy(), float(t["train_rmse"]))
+
+
+def movielens_calibration(seed: int = 0, dim: int = 16, refresh: bool = False) -> Calibration:
+    """Calibration on MovieLens-100K's Track-A training split (``split_random(seed)``), cached on disk (notebook 04).
+
+    The cache (``data_dir()/simulator/``, safetensors) saves the ~10 s fit in later notebooks.
+    """
+    from . import config
+    from .data import load_movielens
+    from .splits import split_random
+
+    path = config.data_dir() / "simulator" / f"ml-100k-calibration-v{CALIBRATION_VERSION}-seed{seed}-dim{dim}.safetensors"
+    if path.exists() and not refresh:
+        try:
+            return _load_calibration(path)
+        except Exception as exc:  # a corrupt cache is refitted, never trusted
+            import warnings
+
+            warnings.warn(f"simulator calibration cache {path} is unreadable ({exc}); refitting", stacklevel=2)
+    ml = load_movielens("100k")
+    cal = calibrate(split_random(ml.indexed(), seed=seed).train, ml.items, dim=dim, seed=seed)
+    _save_calibration(cal, path)
+    return cal
+
+
 # ---------------------------------------------------------------- the batched simulator
 
 @dataclass
@@ -278,6 +331,11 @@ class UserSimulator:
                        device: str = "cpu", seed: int = 0, dim: int = 16) -> "UserSimulator":
         """Calibrate on a training split (``split.train``) and ``MovieLens.items`` (notebook 04)."""
         return cls(calibrate(ratings_train, items, dim=dim, seed=seed), config, device)
+
+    @classmethod
+    def movielens(cls, config: SimulatorConfig | None = None, device: str = "cpu", seed: int = 0) -> "UserSimulator":
+        """The standard simulator: MovieLens-100K, Track-A train split ``seed``, cached calibration (notebook 04)."""
+        return cls(movielens_calibration(seed=seed), config, device)
 
     def with_config(self, config: SimulatorConfig) -> "UserSimulator":
         """A new simulator with the same calibration and another config (no refit)."""
