@@ -81,10 +81,10 @@ class MovieLensEnv(gym.Env):
 
     def _observation(self) -> dict:
         s = self.sim.state
-        return {"history": s.history[0].numpy().astype(np.int64), "mask": (~s.consumed[0]).numpy().astype(np.int8)}
+        return {"history": s.history[0].numpy().astype(np.int64), "mask": s.available[0].numpy().astype(np.int8)}
 
     def _info(self, extra: dict | None = None) -> dict:
-        info = {"action_mask": ~self.sim.state.consumed[0].numpy()}
+        info = {"action_mask": self.sim.state.available[0].numpy().copy()}
         if extra:
             info.update(extra)
         return info
@@ -130,7 +130,7 @@ class MovieLensVectorEnv(VectorEnv):
 
     def _observation(self) -> dict:
         s = self.sim.state
-        return {"history": s.history.numpy().astype(np.int64), "mask": (~s.consumed).numpy().astype(np.int8)}
+        return {"history": s.history.numpy().astype(np.int64), "mask": s.available.numpy().astype(np.int8)}
 
 
 if ENV_ID not in gym.registry:

@@ -283,13 +283,19 @@ class UserState:
     """The hidden state of a batch of simulated users (all tensors have the batch first)."""
 
     user: torch.Tensor  # [B] calibration row of each simulated user
+    base: torch.Tensor  # [B] mu + the user's rating bias
     preference: torch.Tensor  # [B, d] drifts towards consumed items
     exposure: torch.Tensor  # [B, G] recent consumption per genre (drives fatigue)
     satisfaction: torch.Tensor  # [B] in [0, 1]
-    consumed: torch.Tensor  # [B, N] bool
+    available: torch.Tensor  # [B, N] bool, False once consumed (changes in place)
     history: torch.Tensor  # [B, K] last consumed items, oldest first, padded with n_items
     t: torch.Tensor  # [B] steps taken
     active: torch.Tensor  # [B] still in the episode
+
+    @property
+    def consumed(self) -> torch.Tensor:
+        """BoolTensor [B, N]: items already consumed (a copy)."""
+        return ~self.available
 
 
 class UserSimulator:
@@ -313,14 +319,19 @@ class UserSimulator:
         self._genre_share = self.item_genres / self.item_genres.sum(1, keepdim=True)
         # drift moves preferences towards items on the scale of user vectors, not item vectors
         self._drift_scale = float(self.user_factors.norm(dim=1).mean() / self.item_factors.norm(dim=1).mean().clamp_min(1e-8))
-        self._train_mask = torch.zeros(len(calibration.train_items), self.n_items, dtype=torch.bool)
+        self._train_mask = torch.zeros(len(calibration.train_items), self.n_items, dtype=torch.bool)  # True = seen
         self._train_history = torch.full((len(calibration.train_items), self.config.history_len), self.n_items, dtype=torch.long)
         for row, seen in enumerate(calibration.train_items):
             self._train_mask[row, torch.as_tensor(seen, dtype=torch.long)] = True
             last = torch.as_tensor(seen[-self.config.history_len:], dtype=torch.long)
             if len(last):
                 self._train_history[row, -len(last):] = last
-        self._train_mask = self._train_mask.to(dev)
+        self._train_available = (~self._train_mask).to(dev)
+        del self._train_mask
+        # one gather per step fetches everything about the shown items: factors, bias, genre shares
+        d = self.item_factors.shape[1]
+        self._item_table = torch.cat([self.item_factors, self.item_bias[:, None], self._genre_share], 1)
+        self._slices = (slice(0, d), d, slice(d + 1, None))
         self._train_history = self._train_history.to(dev)
         self.reward_fn: Callable = rewards_mod.get(self.config.reward)
         self.state: UserState | None = None
@@ -382,10 +393,11 @@ class UserSimulator:
         B, dev = int(n_users), self.device
         self.state = UserState(
             user=torch.zeros(B, dtype=torch.long, device=dev),
+            base=torch.zeros(B, device=dev),
             preference=torch.zeros(B, self.item_factors.shape[1], device=dev),
             exposure=torch.zeros(B, self.n_genres, device=dev),
             satisfaction=torch.zeros(B, device=dev),
-            consumed=torch.zeros(B, self.n_items, dtype=torch.bool, device=dev),
+            available=torch.ones(B, self.n_items, dtype=torch.bool, device=dev),
             history=torch.zeros(B, self.config.history_len, dtype=torch.long, device=dev),
             t=torch.zeros(B, dtype=torch.long, device=dev),
             active=torch.zeros(B, dtype=torch.bool, device=dev),
@@ -411,14 +423,15 @@ class UserSimulator:
                 raise ValueError(f"users must be {n} calibration rows in [0, {self.n_calibration_users})")
         s, cfg = self.state, self.config
         s.user[rows] = who
+        s.base[rows] = self.mu + self.user_bias[who]
         s.preference[rows] = self.user_factors[who]
         s.exposure[rows] = 0.0
         s.satisfaction[rows] = cfg.satisfaction_init
         if cfg.mask_train_items:
-            s.consumed[rows] = self._train_mask[who]
+            s.available[rows] = self._train_available[who]
             s.history[rows] = self._train_history[who]
         else:
-            s.consumed[rows] = False
+            s.available[rows] = True
             s.history[rows] = self.n_items
         s.t[rows] = 0
         s.active[rows] = True
@@ -426,19 +439,22 @@ class UserSimulator:
 
     # ------------------------------------------------------------ the user model
     def observation(self) -> dict:
-        """What an agent sees: recent ``history`` [B, K] (pad = n_items), item ``mask`` [B, N], ``step`` [B]."""
-        self._require_reset()
-        return {"history": self.state.history.clone(), "mask": self.available_mask(), "step": self.state.t.clone()}
+        """What an agent sees: recent ``history`` [B, K] (pad = n_items), item ``mask`` [B, N], ``step`` [B].
+
+        For speed these are the simulator's own tensors, not copies; ``mask`` changes in place at the
+        next step, so ``.clone()`` anything you keep beyond it (a replay buffer's copy is enough).
+        """
+        s = self._require_reset()
+        return {"history": s.history, "mask": s.available, "step": s.t}
 
     def available_mask(self) -> torch.Tensor:
-        """BoolTensor [B, N]: True where an item has not been consumed yet (notebook 04)."""
-        self._require_reset()
-        return ~self.state.consumed
+        """BoolTensor [B, N]: True where an item has not been consumed yet; live, clone to keep (notebook 04)."""
+        return self._require_reset().available
 
     def predicted_rating(self) -> torch.Tensor:
         """FloatTensor [B, N]: each user's current rating of every item (fatigue included), in [1, 5]."""
         s = self._require_reset()
-        base = self.mu + (self.user_bias[s.user].unsqueeze(1) + self.item_bias[None, :] + s.preference @ self.item_factors.T)
+        base = s.base.unsqueeze(1) + self.item_bias[None, :] + s.preference @ self.item_factors.T
         if self.config.long_term:
             base = base - self.config.fatigue_strength * self.exposure_of_items()
         return base.clamp(1.0, 5.0)
@@ -452,7 +468,7 @@ class UserSimulator:
         """FloatTensor [B, N]: chance each item is clicked when shown alone (0 if consumed) (notebook 04)."""
         s = self._require_reset()
         p = torch.sigmoid((self.predicted_rating() - self.config.click_threshold) / self.config.click_temperature)
-        return p.masked_fill(s.consumed, 0.0)
+        return p * s.available
 
     def expected_reward(self, reward=None) -> torch.Tensor:
         """FloatTensor [B, N]: immediate expected reward of showing each item alone (greedy maximises it) (notebook 04)."""
@@ -474,53 +490,58 @@ class UserSimulator:
         cfg = self.config
         a = self._check_actions(actions)  # [B, k]
         B, k = a.shape
-        rows = torch.arange(B, device=self.device)
         active = s.active
-        # 1. ratings of the shown items now, with fatigue
-        exposure = torch.bmm(self._genre_share[a], s.exposure.unsqueeze(2)).squeeze(2)  # [B, k]
-        rating = self.mu + self.user_bias[s.user].unsqueeze(1) + self.item_bias[a] \
-            + torch.bmm(self.item_factors[a], s.preference.unsqueeze(2)).squeeze(2)
+        act = active.float()
+        # 1. ratings of the shown items now, with fatigue (one gather fetches all item features)
+        feats = self._item_table.index_select(0, a.reshape(-1)).view(B, k, -1)  # [B, k, d + 1 + G]
+        q_slice, bias_col, share_slice = self._slices
+        exposure = (feats[..., share_slice] * s.exposure.unsqueeze(1)).sum(2)  # [B, k]
+        rating = (feats[..., q_slice] * s.preference.unsqueeze(1)).sum(2) + feats[..., bias_col] + s.base.unsqueeze(1)
         if cfg.long_term:
             rating = rating - cfg.fatigue_strength * exposure
-        rating = rating.clamp(1.0, 5.0)
-        # 2. multinomial-logit choice with a no-click option (utility 0); consumed items never chosen
-        weight = torch.exp((rating - cfg.click_threshold) / cfg.click_temperature)
-        weight = weight.masked_fill(s.consumed.gather(1, a), 0.0)
-        prob = weight / (1.0 + weight.sum(1, keepdim=True))
+        rating = rating.clamp_(1.0, 5.0)
+        # 2. multinomial-logit choice with a no-click option (utility 0); consumed items are never chosen
+        shown_available = s.available.gather(1, a)
+        weight = ((rating - cfg.click_threshold) * (1.0 / cfg.click_temperature)).exp_() * shown_available
         draws = torch.rand(B, 2, generator=self.generator, device=self.device)
-        choice = (draws[:, :1] > prob.cumsum(1)).sum(1)  # k = no click
-        clicked = (choice < k) & active
-        pick = choice.clamp(max=k - 1).unsqueeze(1)
-        item = a.gather(1, pick).squeeze(1)
-        item_rating = torch.where(clicked, rating.gather(1, pick).squeeze(1), torch.zeros((), device=self.device))
-        item_exposure = exposure.gather(1, pick).squeeze(1)
-        # 3. reward of what happened
-        signals = rewards_mod.Signals(clicked.float(), item_rating, torch.exp(-item_exposure), item_exposure)
-        reward = self.reward_fn(signals) * active.float()
-        # 4. state: consumption, exposure (always tracked; it only hurts ratings when long_term), drift, satisfaction
-        s.consumed[rows, item] |= clicked
-        share = self._genre_share[item] * clicked.unsqueeze(1).float()
-        s.exposure.mul_(cfg.fatigue_recovery).add_(share)
-        shifted = torch.cat([s.history[:, 1:], item.unsqueeze(1)], 1)
-        s.history = torch.where(clicked.unsqueeze(1), shifted, s.history)
-        if cfg.long_term:
-            toward = (1 - cfg.drift_rate) * s.preference + cfg.drift_rate * self._drift_scale * self.item_factors[item]
-            s.preference = torch.where(clicked.unsqueeze(1), toward, s.preference)
-            enjoyed = ((item_rating - 1.0) / 4.0 - cfg.boredom * item_exposure).clamp(0.0, 1.0)
-            experience = torch.where(clicked, enjoyed, torch.full_like(item_rating, cfg.no_click_experience))
-            s.satisfaction = torch.where(active, (1 - cfg.satisfaction_rate) * s.satisfaction
-                                         + cfg.satisfaction_rate * experience, s.satisfaction)
-            leave_p = cfg.leave_base + cfg.leave_sensitivity * (1.0 - s.satisfaction) ** 2
+        if k == 1:  # the common case, without gathers: u < w / (1 + w)
+            clicked = (draws[:, 0] * (1.0 + weight[:, 0]) < weight[:, 0]) & active
+            item, item_rating, item_exposure = a[:, 0], rating[:, 0], exposure[:, 0]
+            item_available, item_feats = shown_available[:, 0], feats[:, 0]
         else:
-            leave_p = torch.full_like(s.satisfaction, cfg.leave_base)
+            prob = weight / (1.0 + weight.sum(1, keepdim=True))
+            choice = (draws[:, :1] > prob.cumsum(1)).sum(1, keepdim=True)  # k = no click
+            clicked = (choice[:, 0] < k) & active
+            pick = choice.clamp_(max=k - 1)
+            item, item_rating = a.gather(1, pick).squeeze(1), rating.gather(1, pick).squeeze(1)
+            item_exposure, item_available = exposure.gather(1, pick).squeeze(1), shown_available.gather(1, pick).squeeze(1)
+            item_feats = feats.gather(1, pick.unsqueeze(2).expand(B, 1, feats.shape[2])).squeeze(1)  # [B, F]
+        clicked_f = clicked.float()
+        item_rating = item_rating * clicked_f
+        # 3. reward of what happened
+        signals = rewards_mod.Signals(clicked_f, item_rating, torch.exp(-item_exposure), item_exposure)
+        reward = self.reward_fn(signals) * act
+        # 4. state: consumption, exposure (always tracked; it only hurts the user when long_term), drift, satisfaction
+        s.available.scatter_(1, item.unsqueeze(1), (item_available & ~clicked).unsqueeze(1))
+        s.exposure.mul_(cfg.fatigue_recovery).addcmul_(item_feats[:, share_slice], clicked_f.unsqueeze(1))
+        s.history = torch.where(clicked.unsqueeze(1), torch.cat([s.history[:, 1:], item.unsqueeze(1)], 1), s.history)
+        if cfg.long_term:
+            toward = item_feats[:, q_slice] * (cfg.drift_rate * self._drift_scale) - cfg.drift_rate * s.preference
+            s.preference = s.preference.addcmul(toward, clicked_f.unsqueeze(1))
+            enjoyed = ((item_rating - 1.0) * 0.25 - cfg.boredom * item_exposure).clamp_(0.0, 1.0)
+            experience = torch.where(clicked, enjoyed, torch.full_like(enjoyed, cfg.no_click_experience))
+            s.satisfaction = s.satisfaction + (cfg.satisfaction_rate * act) * (experience - s.satisfaction)
+            leave_p = cfg.leave_base + cfg.leave_sensitivity * (1.0 - s.satisfaction).square()
+            left = draws[:, 1] < leave_p
+        else:
+            left = draws[:, 1] < cfg.leave_base
         # 5. episode ends: leaving (terminated) or the time limit (truncated)
-        s.t += active.long()
-        terminated = active & (draws[:, 1] < leave_p)
-        truncated = active & ~terminated & (s.t >= cfg.horizon)
-        s.active = active & ~terminated & ~truncated
-        info = {"clicked": clicked, "item": torch.where(clicked, item, torch.full_like(item, -1)),
-                "rating": item_rating, "active": s.active.clone(), "was_active": active,
-                "satisfaction": s.satisfaction.clone()}
+        s.t = s.t + active
+        terminated = active & left
+        truncated = active & ~left & (s.t >= cfg.horizon)
+        s.active = active & ~(left | truncated)
+        info = {"clicked": clicked, "item": torch.where(clicked, item, -1), "rating": item_rating,
+                "active": s.active, "was_active": active, "satisfaction": s.satisfaction}
         return self.observation(), reward, terminated, truncated, info
 
     # ------------------------------------------------------------ checks
@@ -541,7 +562,7 @@ class UserSimulator:
             want = f"[{B}] or [{B}, 1]" if k == 1 else f"[{B}, {k}]"
             raise ValueError(f"actions must have shape {want} (n_users={B}, slate_size={k}), got {list(actions.shape)}")
         actions = actions.to(device=self.device, dtype=torch.long)
-        low, high = int(actions.min()), int(actions.max())
+        low, high = (int(v) for v in torch.aminmax(actions))
         if low < 0 or high >= self.n_items:
             raise IndexError(f"item ids must be in [0, {self.n_items}), got min {low} and max {high}")
         if k > 1:
