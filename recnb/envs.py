@@ -1,0 +1,137 @@
+"""gymnasium wrappers of the simulated user: one user (``recnb/MovieLens-v0``) and a vector env (notebook 04).
+
+Importing this module registers ``recnb/MovieLens-v0``::
+
+    import gymnasium as gym
+    import recnb.envs  # registers the id
+    env = gym.make("recnb/MovieLens-v0")                      # MovieLens-100K, cached calibration
+    env = gym.make("recnb/MovieLens-v0", config=SimulatorConfig(long_term=False))
+
+* Actions: ``Discrete(n_items)`` (``MultiDiscrete`` for slates). Showing an already-consumed item
+  is legal and earns nothing, so mask-unaware agents (e.g. stable-baselines3) run; an id outside
+  ``[0, n_items)`` raises ``IndexError``.
+* Observation: ``{"history": last consumed items (n_items = padding), "mask": 1 where an item is
+  still available}``; ``info["action_mask"]`` repeats the mask as bools for mask-aware agents.
+* ``terminated`` = the user left, ``truncated`` = the horizon was reached; stepping after either
+  raises until ``reset``.
+
+:class:`MovieLensVectorEnv` steps ``num_envs`` users at once on the batched core, with
+gymnasium's next-step autoreset (the step after an episode ends resets that user and ignores its
+action).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from .simulator import SimulatorConfig, UserSimulator
+
+ENV_ID = "recnb/MovieLens-v0"
+
+
+def _spaces(sim: UserSimulator):
+    n, k, slate = sim.n_items, sim.config.history_len, sim.config.slate_size
+    action = spaces.Discrete(n) if slate == 1 else spaces.MultiDiscrete([n] * slate)
+    observation = spaces.Dict({"history": spaces.MultiDiscrete(np.full(k, n + 1)), "mask": spaces.MultiBinary(n)})
+    return action, observation
+
+
+def _simulator(simulator: UserSimulator | None, config: SimulatorConfig | None) -> UserSimulator:
+    if simulator is None:
+        return UserSimulator.movielens(config)
+    if config is not None:
+        return simulator.with_config(config)
+    return simulator.with_config(simulator.config)  # a private copy: the env owns its batch state
+
+
+class MovieLensEnv(gym.Env):
+    """One simulated MovieLens user as a gymnasium ``Env`` (notebook 04)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, simulator: UserSimulator | None = None, config: SimulatorConfig | None = None):
+        self.sim = _simulator(simulator, config)
+        self.action_space, self.observation_space = _spaces(self.sim)
+        self._done = True
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        user = None if not options or "user" not in options else [int(options["user"])]
+        self.sim.reset(1, seed=int(self.np_random.integers(0, 2**62)), users=user)
+        self._done = False
+        return self._observation(), self._info()
+
+    def step(self, action):
+        if self._done:
+            raise RuntimeError("this episode has ended (the user left or the horizon was reached); call reset()")
+        slate = np.asarray(action)
+        if slate.dtype.kind not in "iu":
+            raise TypeError(f"action must be an integer item id, got {action!r}")
+        _, reward, terminated, truncated, info = self.sim.step(torch.as_tensor(slate.reshape(1, -1), dtype=torch.long))
+        term, trunc = bool(terminated[0]), bool(truncated[0])
+        self._done = term or trunc
+        extra = {"clicked": bool(info["clicked"][0]), "item": int(info["item"][0]),
+                 "rating": float(info["rating"][0]), "satisfaction": float(info["satisfaction"][0])}
+        return self._observation(), float(reward[0]), term, trunc, self._info(extra)
+
+    def _observation(self) -> dict:
+        s = self.sim.state
+        return {"history": s.history[0].numpy().astype(np.int64), "mask": s.available[0].numpy().astype(np.int8)}
+
+    def _info(self, extra: dict | None = None) -> dict:
+        info = {"action_mask": self.sim.state.available[0].numpy().copy()}
+        if extra:
+            info.update(extra)
+        return info
+
+
+class MovieLensVectorEnv(VectorEnv):
+    """``num_envs`` simulated users stepped together on the batched core (notebook 04)."""
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int, simulator: UserSimulator | None = None, config: SimulatorConfig | None = None):
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        self.sim = _simulator(simulator, config)
+        self.num_envs = int(num_envs)
+        self.single_action_space, self.single_observation_space = _spaces(self.sim)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self._needs_reset = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.sim.reset(self.num_envs, seed=int(self.np_random.integers(0, 2**62)))
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        return self._observation(), {}
+
+    def step(self, actions):
+        if self._needs_reset is None:
+            raise RuntimeError("call reset() before step()")
+        actions = torch.as_tensor(np.asarray(actions))
+        resetting = torch.as_tensor(self._needs_reset)
+        if bool(resetting.all()):
+            reward = torch.zeros(self.num_envs)
+            terminated = truncated = torch.zeros(self.num_envs, dtype=torch.bool)
+            info = {}
+        else:
+            _, reward, terminated, truncated, core = self.sim.step(actions)
+            info = {"clicked": core["clicked"].numpy(), "item": core["item"].numpy()}
+        if bool(resetting.any()):
+            self.sim.reset_where(resetting)
+        self._needs_reset = (terminated | truncated).numpy()
+        return (self._observation(), reward.numpy().astype(np.float64), terminated.numpy(), truncated.numpy(), info)
+
+    def _observation(self) -> dict:
+        s = self.sim.state
+        return {"history": s.history.numpy().astype(np.int64), "mask": s.available.numpy().astype(np.int8)}
+
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="recnb.envs:MovieLensEnv")

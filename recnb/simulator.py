@@ -1,0 +1,572 @@
+"""A fast, batched simulated MovieLens user with long-term dynamics (notebook 04; DESIGN section 8).
+
+API (stable: notebooks 05-08 build on it)::
+
+    from recnb.data import load_movielens
+    from recnb.splits import split_random
+    from recnb.simulator import SimulatorConfig, UserSimulator
+
+    ml = load_movielens("100k")
+    split = split_random(ml.indexed(), seed=0)                  # Track A; calibrate on train only
+    sim = UserSimulator.from_movielens(split.train, ml.items, SimulatorConfig(), device="cpu", seed=0)
+    obs = sim.reset(n_users=1024, seed=1)                        # dict of batched tensors
+    obs, reward, terminated, truncated, info = sim.step(actions) # actions: LongTensor [B] or [B, slate]
+    sim.available_mask()    # BoolTensor [B, n_items]; consumed items are False
+    sim.expected_reward()   # FloatTensor [B, n_items]: immediate expected reward of showing each item
+                            # alone, under the simulator's own model (what the greedy policy maximises)
+    sim.item_factors, sim.item_genres, sim.item_popularity   # item features for agents
+
+**Calibration** (training split only): an explicit-rating matrix factorisation with biases,
+``r(u, i) = mu + b_u + b_i + p_u . q_i`` (``dim`` factors, L2, full-batch Adam, seeded), fitted to
+the ratings passed in -- pass a training split, never the full data. A simulated user is a real
+training user (drawn uniformly with replacement): their factors ``p_u``, bias ``b_u``, and their
+training items, which start out consumed (masked) and fill the start of their history.
+
+**One step**, for each user still in their episode:
+
+1. The user's current rating of a shown item is ``mu + b_u + b_i + pref . q_i`` minus
+   ``fatigue_strength * exposure_i`` (long-term effects on), clipped to [1, 5]; ``exposure_i`` is
+   the user's recent consumption of the item's genres (a decaying per-genre count).
+2. Choice: multinomial logit over the slate plus a no-click option with utility 0; an item's
+   utility is ``(rating - click_threshold) / click_temperature``. A single item is a slate of one,
+   so it is clicked with probability ``sigmoid(utility)``. An already-consumed item is legal to
+   show but is never clicked and earns nothing.
+3. The reward function (``recnb.rewards``) scores the outcome; a click consumes the item.
+4. Long-term effects (``long_term=True``): interest drift -- the preference vector moves a step
+   ``drift_rate`` towards the consumed item; fatigue -- exposure of the item's genres rises and
+   every genre's exposure decays by ``fatigue_recovery`` a step; satisfaction -- an average of the
+   experience (``(rating - 1) / 4`` on a click, ``no_click_experience`` otherwise) that sets the
+   chance of leaving ``leave_base + leave_sensitivity * (1 - satisfaction)**2``.
+   Off, the user never changes and leaves with the constant chance ``leave_base``: then the
+   best immediate expected reward is also the best return, so greedy is optimal.
+5. ``terminated`` = the user left this step; ``truncated`` = the ``horizon`` was reached this step.
+
+Users whose episode ended stay ended until the next ``reset`` (their actions are ignored and earn
+0; ``info["active"]`` says who is still in); stepping after every episode ended raises. All
+randomness comes from one ``torch.Generator`` seeded by ``reset``: same seed, same trajectories.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import rewards as rewards_mod
+from .data import GENRES
+
+LONG_TERM_FIELDS = ("drift_rate", "fatigue_strength", "boredom", "leave_sensitivity")
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything that shapes the simulated user (notebook 04). Validated on creation."""
+
+    horizon: int = 100
+    """Steps before an episode is truncated (the time limit)."""
+    slate_size: int = 1
+    """Items shown per step; 1 = single-item recommendation, > 1 = slate with a multinomial-logit choice."""
+    history_len: int = 10
+    """How many recently consumed items the observation carries."""
+    click_threshold: float = 3.5
+    """Rating at which a lone item is clicked half of the time."""
+    click_temperature: float = 0.5
+    """Rating points per unit of logit utility; smaller = more decisive users."""
+    long_term: bool = True
+    """The one switch: False turns off drift, fatigue and satisfaction-driven leaving."""
+    drift_rate: float = 0.05
+    """Fraction of the way the preference vector moves towards a consumed item (long-term effect)."""
+    fatigue_strength: float = 0.2
+    """Rating points lost per unit of exposure to an item's genres (long-term effect)."""
+    fatigue_recovery: float = 0.85
+    """Fraction of genre exposure kept from one step to the next (in [0, 1); lower = faster recovery)."""
+    satisfaction_init: float = 0.7
+    """Satisfaction of a user at the start of an episode, in [0, 1]."""
+    satisfaction_rate: float = 0.2
+    """Weight of the latest experience in the satisfaction average, in (0, 1]."""
+    boredom: float = 0.3
+    """Satisfaction lost per unit of exposure when consuming an item of recently consumed genres
+    (long-term effect): the hidden cost of repetition that a greedy policy does not see."""
+    no_click_experience: float = 0.2
+    """Experience (0..1) of a step without a click; a click gives ``(rating - 1) / 4``."""
+    leave_base: float = 0.01
+    """Chance per step of leaving whatever happens (the only leaving when ``long_term`` is off)."""
+    leave_sensitivity: float = 0.3
+    """Extra chance of leaving at zero satisfaction: ``leave_sensitivity * (1 - satisfaction)**2``."""
+    reward: str = "click"
+    """Reward function name from ``recnb.rewards.REWARDS`` (or a function of ``Signals``)."""
+    mask_train_items: bool = True
+    """Start each user with their training items consumed (they have seen them already)."""
+
+    def __post_init__(self):
+        def need(ok: bool, what: str):
+            if not ok:
+                raise ValueError(f"SimulatorConfig: {what}")
+
+        for name in ("horizon", "slate_size", "history_len"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1,
+                 f"{name} must be an integer >= 1, got {value!r}")
+        need(self.click_temperature > 0, f"click_temperature must be > 0, got {self.click_temperature}")
+        need(1 <= self.click_threshold <= 5, f"click_threshold must be a rating in [1, 5], got {self.click_threshold}")
+        for name in LONG_TERM_FIELDS:
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        need(0 <= self.drift_rate <= 1, f"drift_rate must be in [0, 1], got {self.drift_rate}")
+        need(0 <= self.fatigue_recovery < 1, f"fatigue_recovery must be in [0, 1), got {self.fatigue_recovery}")
+        need(0 <= self.satisfaction_init <= 1, f"satisfaction_init must be in [0, 1], got {self.satisfaction_init}")
+        need(0 < self.satisfaction_rate <= 1, f"satisfaction_rate must be in (0, 1], got {self.satisfaction_rate}")
+        need(0 <= self.no_click_experience <= 1, f"no_click_experience must be in [0, 1], got {self.no_click_experience}")
+        need(0 <= self.leave_base < 1, f"leave_base must be in [0, 1), got {self.leave_base}")
+        need(self.leave_base + self.leave_sensitivity <= 1,
+             f"leave_base + leave_sensitivity must be <= 1 (a probability), got {self.leave_base + self.leave_sensitivity}")
+        need(isinstance(self.long_term, bool), f"long_term must be True or False, got {self.long_term!r}")
+        rewards_mod.get(self.reward)  # raises on an unknown name
+
+    def with_strength(self, strength: float) -> "SimulatorConfig":
+        """The same config with drift, fatigue and satisfaction-driven leaving scaled by ``strength`` (notebook 04).
+
+        ``strength=0`` behaves exactly like ``long_term=False``; 1 is this config.
+        """
+        if not strength >= 0:
+            raise ValueError(f"strength must be >= 0, got {strength}")
+        scaled = {name: getattr(self, name) * strength for name in LONG_TERM_FIELDS}
+        scaled["drift_rate"] = min(scaled["drift_rate"], 1.0)
+        scaled["leave_sensitivity"] = min(scaled["leave_sensitivity"], 1.0 - self.leave_base)
+        return replace(self, **scaled)
+
+    def describe(self) -> str:
+        """One line with every field, for printing next to results."""
+        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+
+
+# ---------------------------------------------------------------- calibration
+
+@dataclass
+class Calibration:
+    """What the simulator learned from a training split: MF factors, genres, train histories."""
+
+    mu: float
+    user_factors: torch.Tensor  # [U, d]
+    user_bias: torch.Tensor  # [U]
+    item_factors: torch.Tensor  # [N, d]
+    item_bias: torch.Tensor  # [N]
+    item_genres: torch.Tensor  # [N, G] 0/1
+    item_popularity: torch.Tensor  # [N] training ratings per item
+    train_items: list  # per user: training item indices in chronological order
+    user_ids: np.ndarray  # [U] the real user ids the rows stand for
+    train_rmse: float
+
+
+def fit_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
+           dim: int = 16, l2: float = 0.2, steps: int = 100, lr: float = 0.05, seed: int = 0):
+    """Explicit-rating MF with biases, full-batch Adam, seeded; returns (mu, P, b_u, Q, b_i, rmse) (notebook 04)."""
+    if len(ratings) == 0:
+        raise ValueError("fit_mf needs at least one rating")
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.as_tensor(np.array(users, dtype=np.int64))
+    i = torch.as_tensor(np.array(items, dtype=np.int64))
+    r = torch.as_tensor(np.array(ratings, dtype=np.float32))
+    mu = float(r.mean())
+    P = (0.1 * torch.randn(n_users, dim, generator=gen)).requires_grad_()
+    Q = (0.1 * torch.randn(n_items, dim, generator=gen)).requires_grad_()
+    bu = torch.zeros(n_users, requires_grad=True)
+    bi = torch.zeros(n_items, requires_grad=True)
+    opt = torch.optim.Adam([P, Q, bu, bi], lr=lr)
+    n = len(r)
+    for _ in range(steps):
+        opt.zero_grad()
+        pred = mu + bu[u] + bi[i] + (P[u] * Q[i]).sum(-1)
+        loss = ((pred - r) ** 2).mean() + l2 * ((P[u] ** 2).sum() + (Q[i] ** 2).sum() + 0.1 * (bu[u] ** 2).sum()
+                                                + 0.1 * (bi[i] ** 2).sum()) / n
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred = (mu + bu[u] + bi[i] + (P[u] * Q[i]).sum(-1)).clamp(1, 5)
+        rmse = float(((pred - r) ** 2).mean().sqrt())
+    return mu, P.detach(), bu.detach(), Q.detach(), bi.detach(), rmse
+
+
+def calibrate(ratings_train: pd.DataFrame, items: pd.DataFrame, dim: int = 16, seed: int = 0) -> Calibration:
+    """Fit the simulator's user and item model on a training split only (notebook 04)."""
+    need = {"user_id", "item_id", "rating"}
+    if not need <= set(ratings_train.columns):
+        raise ValueError(f"ratings_train lacks columns {sorted(need - set(ratings_train.columns))}; "
+                         "pass a split's train frame, e.g. split_random(ml.indexed()).train")
+    if ratings_train.empty:
+        raise ValueError("ratings_train is empty; pass the training split of MovieLens")
+    if not {"item_id", "genres"} <= set(items.columns):
+        raise ValueError("items must have item_id and genres columns; pass MovieLens.items")
+    item_ids = items["item_id"].to_numpy()
+    if np.any(np.diff(item_ids) <= 0):
+        raise ValueError("items must be sorted by item_id without duplicates (as MovieLens.items is)")
+    frame = ratings_train.sort_values(["user_id", "timestamp", "item_id"] if "timestamp" in ratings_train
+                                      else ["user_id", "item_id"], kind="stable")
+    item_idx = np.searchsorted(item_ids, frame["item_id"].to_numpy())
+    if np.any(item_idx >= len(item_ids)) or np.any(item_ids[np.minimum(item_idx, len(item_ids) - 1)] != frame["item_id"].to_numpy()):
+        raise KeyError("ratings_train has item ids that are not in items; pass the items of the same dataset")
+    user_ids, user_idx = np.unique(frame["user_id"].to_numpy(), return_inverse=True)
+    n_users, n_items = len(user_ids), len(item_ids)
+    mu, P, bu, Q, bi, rmse = fit_mf(user_idx, item_idx, frame["rating"].to_numpy(), n_users, n_items, dim=dim, seed=seed)
+    genre_index = {g: k for k, g in enumerate(GENRES)}
+    genres = torch.zeros(n_items, len(GENRES))
+    for row, names in enumerate(items["genres"]):
+        for name in names:
+            genres[row, genre_index.get(name, 0)] = 1.0
+    genres[genres.sum(1) == 0, 0] = 1.0  # no genre listed -> "unknown"
+    popularity = torch.as_tensor(np.bincount(item_idx, minlength=n_items), dtype=torch.float32)
+    starts = np.r_[0, np.flatnonzero(np.diff(user_idx)) + 1, len(user_idx)]
+    train_items = [item_idx[a:b] for a, b in zip(starts[:-1], starts[1:])]
+    return Calibration(mu, P, bu, Q, bi, genres, popularity, train_items, user_ids, rmse)
+
+
+CALIBRATION_VERSION = 1  # bump when calibrate() changes, so stale caches are refitted
+
+
+def _save_calibration(cal: Calibration, path) -> None:
+    """Write a calibration as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    from .download import atomic_path
+
+    lengths = torch.as_tensor([len(t) for t in cal.train_items], dtype=torch.long)
+    tensors = {"mu": torch.tensor([cal.mu]), "user_factors": cal.user_factors, "user_bias": cal.user_bias,
+               "item_factors": cal.item_factors, "item_bias": cal.item_bias, "item_genres": cal.item_genres,
+               "item_popularity": cal.item_popularity, "train_lengths": lengths,
+               "train_flat": torch.as_tensor(np.concatenate(cal.train_items), dtype=torch.long),
+               "user_ids": torch.as_tensor(cal.user_ids, dtype=torch.long), "train_rmse": torch.tensor([cal.train_rmse])}
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+
+
+def _load_calibration(path) -> Calibration:
+    from safetensors.torch import load_file
+
+    t = load_file(str(path))
+    ends = t["train_lengths"].cumsum(0).tolist()
+    flat = t["train_flat"].numpy()
+    train_items = [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
+    return Calibration(float(t["mu"]), t["user_factors"], t["user_bias"], t["item_factors"], t["item_bias"],
+                       t["item_genres"], t["item_popularity"], train_items, t["user_ids"].numpy(), float(t["train_rmse"]))
+
+
+def movielens_calibration(seed: int = 0, dim: int = 16, refresh: bool = False) -> Calibration:
+    """Calibration on MovieLens-100K's Track-A training split (``split_random(seed)``), cached on disk (notebook 04).
+
+    The cache (``data_dir()/simulator/``, safetensors) saves the ~10 s fit in later notebooks.
+    """
+    from . import config
+    from .data import load_movielens
+    from .splits import split_random
+
+    path = config.data_dir() / "simulator" / f"ml-100k-calibration-v{CALIBRATION_VERSION}-seed{seed}-dim{dim}.safetensors"
+    if path.exists() and not refresh:
+        try:
+            return _load_calibration(path)
+        except Exception as exc:  # a corrupt cache is refitted, never trusted
+            import warnings
+
+            warnings.warn(f"simulator calibration cache {path} is unreadable ({exc}); refitting", stacklevel=2)
+    ml = load_movielens("100k")
+    cal = calibrate(split_random(ml.indexed(), seed=seed).train, ml.items, dim=dim, seed=seed)
+    _save_calibration(cal, path)
+    return cal
+
+
+# ---------------------------------------------------------------- the batched simulator
+
+@dataclass
+class UserState:
+    """The hidden state of a batch of simulated users (all tensors have the batch first)."""
+
+    user: torch.Tensor  # [B] calibration row of each simulated user
+    base: torch.Tensor  # [B] mu + the user's rating bias
+    preference: torch.Tensor  # [B, d] drifts towards consumed items
+    exposure: torch.Tensor  # [B, G] recent consumption per genre (drives fatigue)
+    satisfaction: torch.Tensor  # [B] in [0, 1]
+    available: torch.Tensor  # [B, N] bool, False once consumed (changes in place)
+    history: torch.Tensor  # [B, K] last consumed items, oldest first, padded with n_items
+    t: torch.Tensor  # [B] steps taken
+    active: torch.Tensor  # [B] still in the episode
+
+    @property
+    def consumed(self) -> torch.Tensor:
+        """BoolTensor [B, N]: items already consumed (a copy)."""
+        return ~self.available
+
+
+class UserSimulator:
+    """A batch of simulated users stepped as tensor ops; see the module docstring (notebook 04)."""
+
+    def __init__(self, calibration: Calibration, config: SimulatorConfig | None = None, device: str = "cpu"):
+        self.config = config if config is not None else SimulatorConfig()
+        if not isinstance(self.config, SimulatorConfig):
+            raise TypeError(f"config must be a SimulatorConfig, got {type(self.config).__name__}")
+        self.calibration = calibration
+        self.device = torch.device(device)
+        dev = self.device
+        self.mu = calibration.mu
+        self.user_factors = calibration.user_factors.to(dev)
+        self.user_bias = calibration.user_bias.to(dev)
+        self.item_factors = calibration.item_factors.to(dev)
+        self.item_bias = calibration.item_bias.to(dev)
+        self.item_genres = calibration.item_genres.to(dev)
+        self.item_popularity = calibration.item_popularity.to(dev)
+        # each item spreads one unit of exposure over its genres
+        self._genre_share = self.item_genres / self.item_genres.sum(1, keepdim=True)
+        # drift moves preferences towards items on the scale of user vectors, not item vectors
+        self._drift_scale = float(self.user_factors.norm(dim=1).mean() / self.item_factors.norm(dim=1).mean().clamp_min(1e-8))
+        self._train_mask = torch.zeros(len(calibration.train_items), self.n_items, dtype=torch.bool)  # True = seen
+        self._train_history = torch.full((len(calibration.train_items), self.config.history_len), self.n_items, dtype=torch.long)
+        for row, seen in enumerate(calibration.train_items):
+            self._train_mask[row, torch.as_tensor(seen, dtype=torch.long)] = True
+            last = torch.as_tensor(seen[-self.config.history_len:], dtype=torch.long)
+            if len(last):
+                self._train_history[row, -len(last):] = last
+        self._train_available = (~self._train_mask).to(dev)
+        del self._train_mask
+        # one gather per step fetches everything about the shown items: factors, bias, genre shares
+        d = self.item_factors.shape[1]
+        self._item_table = torch.cat([self.item_factors, self.item_bias[:, None], self._genre_share], 1)
+        self._slices = (slice(0, d), d, slice(d + 1, None))
+        self._train_history = self._train_history.to(dev)
+        self.reward_fn: Callable = rewards_mod.get(self.config.reward)
+        self.state: UserState | None = None
+        self.generator: torch.Generator | None = None
+
+    @classmethod
+    def from_movielens(cls, ratings_train: pd.DataFrame, items: pd.DataFrame, config: SimulatorConfig | None = None,
+                       device: str = "cpu", seed: int = 0, dim: int = 16) -> "UserSimulator":
+        """Calibrate on a training split (``split.train``) and ``MovieLens.items`` (notebook 04)."""
+        return cls(calibrate(ratings_train, items, dim=dim, seed=seed), config, device)
+
+    @classmethod
+    def movielens(cls, config: SimulatorConfig | None = None, device: str = "cpu", seed: int = 0) -> "UserSimulator":
+        """The standard simulator: MovieLens-100K, Track-A train split ``seed``, cached calibration (notebook 04)."""
+        return cls(movielens_calibration(seed=seed), config, device)
+
+    def with_config(self, config: SimulatorConfig) -> "UserSimulator":
+        """A new simulator with the same calibration and another config (no refit)."""
+        return UserSimulator(self.calibration, config, str(self.device))
+
+    # ------------------------------------------------------------ sizes and features
+    @property
+    def n_items(self) -> int:
+        return self.item_factors.shape[0]
+
+    @property
+    def n_genres(self) -> int:
+        return self.item_genres.shape[1]
+
+    @property
+    def n_calibration_users(self) -> int:
+        return self.user_factors.shape[0]
+
+    @property
+    def n_users(self) -> int:
+        """Batch size of the current episode (0 before the first reset)."""
+        return 0 if self.state is None else self.state.user.shape[0]
+
+    @property
+    def active(self) -> torch.Tensor:
+        """BoolTensor [B]: users still in their episode."""
+        self._require_reset()
+        return self.state.active
+
+    # ------------------------------------------------------------ reset
+    def reset(self, n_users: int, seed: int | None = None, users=None) -> dict:
+        """Start ``n_users`` fresh episodes; ``seed`` fixes every random draw that follows (notebook 04).
+
+        ``users`` (optional, [n_users] calibration rows) picks which real users to simulate;
+        by default they are drawn uniformly with replacement.
+        """
+        if not isinstance(n_users, (int, np.integer)) or isinstance(n_users, bool) or n_users < 1:
+            raise ValueError(f"n_users must be an integer >= 1, got {n_users!r}")
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        B, dev = int(n_users), self.device
+        self.state = UserState(
+            user=torch.zeros(B, dtype=torch.long, device=dev),
+            base=torch.zeros(B, device=dev),
+            preference=torch.zeros(B, self.item_factors.shape[1], device=dev),
+            exposure=torch.zeros(B, self.n_genres, device=dev),
+            satisfaction=torch.zeros(B, device=dev),
+            available=torch.ones(B, self.n_items, dtype=torch.bool, device=dev),
+            history=torch.zeros(B, self.config.history_len, dtype=torch.long, device=dev),
+            t=torch.zeros(B, dtype=torch.long, device=dev),
+            active=torch.zeros(B, dtype=torch.bool, device=dev),
+        )
+        self.reset_where(torch.ones(B, dtype=torch.bool, device=dev), users=users)
+        return self.observation()
+
+    def reset_where(self, mask: torch.Tensor, users=None) -> dict:
+        """Restart the episodes of the users where ``mask`` is True (vector-env autoreset); same generator."""
+        self._require_reset()
+        mask = torch.as_tensor(mask, device=self.device)
+        if mask.dtype != torch.bool or mask.shape != (self.n_users,):
+            raise ValueError(f"mask must be a BoolTensor of shape ({self.n_users},), got {tuple(mask.shape)} {mask.dtype}")
+        rows = mask.nonzero().squeeze(1)
+        n = rows.numel()
+        if n == 0:
+            return self.observation()
+        if users is None:
+            who = torch.randint(0, self.n_calibration_users, (n,), generator=self.generator, device=self.device)
+        else:
+            who = torch.as_tensor(users, dtype=torch.long, device=self.device).reshape(-1)
+            if who.numel() != n or who.min() < 0 or who.max() >= self.n_calibration_users:
+                raise ValueError(f"users must be {n} calibration rows in [0, {self.n_calibration_users})")
+        s, cfg = self.state, self.config
+        s.user[rows] = who
+        s.base[rows] = self.mu + self.user_bias[who]
+        s.preference[rows] = self.user_factors[who]
+        s.exposure[rows] = 0.0
+        s.satisfaction[rows] = cfg.satisfaction_init
+        if cfg.mask_train_items:
+            s.available[rows] = self._train_available[who]
+            s.history[rows] = self._train_history[who]
+        else:
+            s.available[rows] = True
+            s.history[rows] = self.n_items
+        s.t[rows] = 0
+        s.active[rows] = True
+        return self.observation()
+
+    # ------------------------------------------------------------ the user model
+    def observation(self) -> dict:
+        """What an agent sees: recent ``history`` [B, K] (pad = n_items), item ``mask`` [B, N], ``step`` [B].
+
+        For speed these are the simulator's own tensors, not copies; ``mask`` changes in place at the
+        next step, so ``.clone()`` anything you keep beyond it (a replay buffer's copy is enough).
+        """
+        s = self._require_reset()
+        return {"history": s.history, "mask": s.available, "step": s.t}
+
+    def available_mask(self) -> torch.Tensor:
+        """BoolTensor [B, N]: True where an item has not been consumed yet; live, clone to keep (notebook 04)."""
+        return self._require_reset().available
+
+    def predicted_rating(self) -> torch.Tensor:
+        """FloatTensor [B, N]: each user's current rating of every item (fatigue included), in [1, 5]."""
+        s = self._require_reset()
+        base = s.base.unsqueeze(1) + self.item_bias[None, :] + s.preference @ self.item_factors.T
+        if self.config.long_term:
+            base = base - self.config.fatigue_strength * self.exposure_of_items()
+        return base.clamp(1.0, 5.0)
+
+    def exposure_of_items(self) -> torch.Tensor:
+        """FloatTensor [B, N]: each user's recent exposure to every item's genres."""
+        s = self._require_reset()
+        return s.exposure @ self._genre_share.T
+
+    def click_probability(self) -> torch.Tensor:
+        """FloatTensor [B, N]: chance each item is clicked when shown alone (0 if consumed) (notebook 04)."""
+        s = self._require_reset()
+        p = torch.sigmoid((self.predicted_rating() - self.config.click_threshold) / self.config.click_temperature)
+        return p * s.available
+
+    def expected_reward(self, reward=None) -> torch.Tensor:
+        """FloatTensor [B, N]: immediate expected reward of showing each item alone (greedy maximises it) (notebook 04)."""
+        fn = self.reward_fn if reward is None else rewards_mod.get(reward)
+        rating = self.predicted_rating()
+        exposure = self.exposure_of_items()
+        p = self.click_probability()
+        novelty = torch.exp(-exposure)
+        hit = fn(rewards_mod.Signals(torch.ones_like(p), rating, novelty, exposure))
+        miss = fn(rewards_mod.Signals(torch.zeros_like(p), torch.zeros_like(p), novelty, exposure))
+        return p * hit + (1 - p) * miss
+
+    # ------------------------------------------------------------ one step
+    def step(self, actions):
+        """Show items to every active user; returns ``(obs, reward, terminated, truncated, info)`` (notebook 04)."""
+        s = self._require_reset()
+        if not bool(s.active.any()):
+            raise RuntimeError("every episode in this batch has ended; call reset() before step()")
+        cfg = self.config
+        a = self._check_actions(actions)  # [B, k]
+        B, k = a.shape
+        active = s.active
+        act = active.float()
+        # 1. ratings of the shown items now, with fatigue (one gather fetches all item features)
+        feats = self._item_table.index_select(0, a.reshape(-1)).view(B, k, -1)  # [B, k, d + 1 + G]
+        q_slice, bias_col, share_slice = self._slices
+        exposure = (feats[..., share_slice] * s.exposure.unsqueeze(1)).sum(2)  # [B, k]
+        rating = (feats[..., q_slice] * s.preference.unsqueeze(1)).sum(2) + feats[..., bias_col] + s.base.unsqueeze(1)
+        if cfg.long_term:
+            rating = rating - cfg.fatigue_strength * exposure
+        rating = rating.clamp_(1.0, 5.0)
+        # 2. multinomial-logit choice with a no-click option (utility 0); consumed items are never chosen
+        shown_available = s.available.gather(1, a)
+        weight = ((rating - cfg.click_threshold) * (1.0 / cfg.click_temperature)).exp_() * shown_available
+        draws = torch.rand(B, 2, generator=self.generator, device=self.device)
+        if k == 1:  # the common case, without gathers: u < w / (1 + w)
+            clicked = (draws[:, 0] * (1.0 + weight[:, 0]) < weight[:, 0]) & active
+            item, item_rating, item_exposure = a[:, 0], rating[:, 0], exposure[:, 0]
+            item_available, item_feats = shown_available[:, 0], feats[:, 0]
+        else:
+            prob = weight / (1.0 + weight.sum(1, keepdim=True))
+            choice = (draws[:, :1] > prob.cumsum(1)).sum(1, keepdim=True)  # k = no click
+            clicked = (choice[:, 0] < k) & active
+            pick = choice.clamp_(max=k - 1)
+            item, item_rating = a.gather(1, pick).squeeze(1), rating.gather(1, pick).squeeze(1)
+            item_exposure, item_available = exposure.gather(1, pick).squeeze(1), shown_available.gather(1, pick).squeeze(1)
+            item_feats = feats.gather(1, pick.unsqueeze(2).expand(B, 1, feats.shape[2])).squeeze(1)  # [B, F]
+        clicked_f = clicked.float()
+        item_rating = item_rating * clicked_f
+        # 3. reward of what happened
+        signals = rewards_mod.Signals(clicked_f, item_rating, torch.exp(-item_exposure), item_exposure)
+        reward = self.reward_fn(signals) * act
+        # 4. state: consumption, exposure (always tracked; it only hurts the user when long_term), drift, satisfaction
+        s.available.scatter_(1, item.unsqueeze(1), (item_available & ~clicked).unsqueeze(1))
+        s.exposure.mul_(cfg.fatigue_recovery).addcmul_(item_feats[:, share_slice], clicked_f.unsqueeze(1))
+        s.history = torch.where(clicked.unsqueeze(1), torch.cat([s.history[:, 1:], item.unsqueeze(1)], 1), s.history)
+        if cfg.long_term:
+            toward = item_feats[:, q_slice] * (cfg.drift_rate * self._drift_scale) - cfg.drift_rate * s.preference
+            s.preference = s.preference.addcmul(toward, clicked_f.unsqueeze(1))
+            enjoyed = ((item_rating - 1.0) * 0.25 - cfg.boredom * item_exposure).clamp_(0.0, 1.0)
+            experience = torch.where(clicked, enjoyed, torch.full_like(enjoyed, cfg.no_click_experience))
+            s.satisfaction = s.satisfaction + (cfg.satisfaction_rate * act) * (experience - s.satisfaction)
+            leave_p = cfg.leave_base + cfg.leave_sensitivity * (1.0 - s.satisfaction).square()
+            left = draws[:, 1] < leave_p
+        else:
+            left = draws[:, 1] < cfg.leave_base
+        # 5. episode ends: leaving (terminated) or the time limit (truncated)
+        s.t = s.t + active
+        terminated = active & left
+        truncated = active & ~left & (s.t >= cfg.horizon)
+        s.active = active & ~(left | truncated)
+        info = {"clicked": clicked, "item": torch.where(clicked, item, -1), "rating": item_rating,
+                "active": s.active, "was_active": active, "satisfaction": s.satisfaction}
+        return self.observation(), reward, terminated, truncated, info
+
+    # ------------------------------------------------------------ checks
+    def _require_reset(self) -> UserState:
+        if self.state is None:
+            raise RuntimeError("call reset(n_users, seed) before using the simulator")
+        return self.state
+
+    def _check_actions(self, actions) -> torch.Tensor:
+        if not isinstance(actions, torch.Tensor):
+            actions = torch.as_tensor(np.asarray(actions))
+        if actions.dtype.is_floating_point or actions.dtype == torch.bool or actions.is_complex():
+            raise TypeError(f"actions must be integer item indices (LongTensor), got dtype {actions.dtype}")
+        B, k = self.n_users, self.config.slate_size
+        if actions.dim() == 1 and k == 1:
+            actions = actions.unsqueeze(1)
+        if actions.dim() != 2 or actions.shape != (B, k):
+            want = f"[{B}] or [{B}, 1]" if k == 1 else f"[{B}, {k}]"
+            raise ValueError(f"actions must have shape {want} (n_users={B}, slate_size={k}), got {list(actions.shape)}")
+        actions = actions.to(device=self.device, dtype=torch.long)
+        low, high = (int(v) for v in torch.aminmax(actions))
+        if low < 0 or high >= self.n_items:
+            raise IndexError(f"item ids must be in [0, {self.n_items}), got min {low} and max {high}")
+        if k > 1:
+            ordered = actions.sort(1).values
+            if bool((ordered[:, 1:] == ordered[:, :-1]).any()):
+                raise ValueError("a slate shows each item at most once; remove the duplicate item ids")
+        return actions
