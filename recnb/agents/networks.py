@@ -1,0 +1,118 @@
+"""Q-networks for recommendation: score every item at once from state and item features (notebook 06).
+
+* :class:`QNetwork` -- ``Q(s, i) = f(s) . g(x_i) + b(x_i)``: a state tower ``f`` (an encoder of
+  the recent history plus the user-model features) and an item tower ``g`` over item *features*,
+  so one matrix product scores all items and a new item is scored from its features alone.
+* :class:`NaiveQNetwork` -- the source article's "user embedding + item embedding -> Q": it sees
+  who the user is, not where they are in the session, so it cannot tell a bored user from a fresh one.
+* :func:`observe_simulator` / :func:`item_features` -- what an agent sees of ``recnb.simulator``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def item_features(sim) -> torch.Tensor:
+    """FloatTensor [N, F] of item features: MF factors, bias, genre shares, log popularity (notebook 06)."""
+    share = sim.item_genres / sim.item_genres.sum(1, keepdim=True)
+    return torch.cat([sim.item_factors, sim.item_bias[:, None], share,
+                      torch.log1p(sim.item_popularity)[:, None]], 1).float()
+
+
+def observe_simulator(sim) -> dict:
+    """The agent's view of a batch of simulated users, as new tensors (notebook 06).
+
+    ``user``: the platform's current user-model state -- taste vector and rating bias (the same
+    model the greedy policy ranks with), recent per-genre consumption, and the session's elapsed
+    fraction; ``history``: last consumed items (pad = n_items); ``mask``: items still available.
+    Satisfaction -- why users leave -- stays hidden: the agent has to learn its effect.
+    """
+    s = sim.state
+    elapsed = (s.t.float() / sim.config.horizon)[:, None]
+    user = torch.cat([s.preference, s.base[:, None], s.exposure, elapsed], 1)
+    return {"user": user.float(), "history": s.history.clone(), "mask": s.available.clone(),
+            "user_id": s.user.clone()}
+
+
+def user_feature_dim(sim) -> int:
+    """Width of ``observe_simulator(sim)["user"]``."""
+    return sim.item_factors.shape[1] + 1 + sim.item_genres.shape[1] + 1
+
+
+def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, n_out))
+
+
+class Tower(nn.Module):
+    """An MLP with a linear skip, so bilinear scores like ``taste . item factors`` are easy to represent."""
+
+    def __init__(self, n_in: int, hidden: int, n_out: int):
+        super().__init__()
+        self.mlp, self.skip = _mlp(n_in, hidden, n_out), nn.Linear(n_in, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x) + self.skip(x)
+
+
+class QNetwork(nn.Module):
+    """``Q(s, i) = f(user, history) . g(x_i) + b(x_i)`` for all items in one product (notebook 06)."""
+
+    def __init__(self, item_feats: torch.Tensor, user_dim: int, embed_dim: int = 64, hidden: int = 128):
+        super().__init__()
+        if item_feats.dim() != 2 or item_feats.shape[0] < 1:
+            raise ValueError(f"item_feats must be a [n_items, n_features] tensor, got shape {tuple(item_feats.shape)}")
+        if user_dim < 1 or embed_dim < 1 or hidden < 1:
+            raise ValueError(f"user_dim, embed_dim and hidden must be >= 1, got {user_dim}, {embed_dim}, {hidden}")
+        mean, std = item_feats.mean(0), item_feats.std(0).clamp_min(1e-6) if len(item_feats) > 1 else torch.ones(item_feats.shape[1])
+        # features are standardised once, with statistics kept in the state dict (they travel with checkpoints)
+        self.register_buffer("item_x", ((item_feats - mean) / std).float())
+        self.item_tower = Tower(item_feats.shape[1], hidden, embed_dim + 1)  # last column = bias b(x_i)
+        self.history_proj = nn.Linear(embed_dim, embed_dim)
+        self.state_tower = Tower(user_dim + embed_dim, hidden, embed_dim)
+        self.embed_dim = embed_dim
+
+    @property
+    def n_items(self) -> int:
+        return self.item_x.shape[0]
+
+    def items(self, item_x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item embeddings [N, D] and biases [N] (pass standardised features to score new items)."""
+        out = self.item_tower(self.item_x if item_x is None else item_x)
+        return out[:, :-1], out[:, -1]
+
+    def state(self, obs: dict, item_emb: torch.Tensor) -> torch.Tensor:
+        """State embedding [B, D]: user features plus the mean embedding of the recent history."""
+        hist = obs["history"]
+        valid = hist < self.n_items  # padding = n_items
+        emb = item_emb.index_select(0, hist.clamp(max=self.n_items - 1).reshape(-1)).view(*hist.shape, -1)
+        pooled = (emb * valid.unsqueeze(-1)).sum(1) / valid.sum(1, keepdim=True).clamp_min(1)
+        return self.state_tower(torch.cat([obs["user"], self.history_proj(pooled)], 1))
+
+    def forward(self, obs: dict) -> torch.Tensor:
+        """Q-values [B, N] of every item (unmasked: callers mask, see ``recnb.agents.dqn``)."""
+        item_emb, bias = self.items()
+        return self.state(obs, item_emb) @ item_emb.T + bias
+
+
+class NaiveQNetwork(nn.Module):
+    """The source article's model: ``Q = user_embedding . item_embedding + item bias`` (notebook 06).
+
+    The state is only *who* the user is; nothing about the session (history, fatigue, time) reaches
+    it, so every step of an episode gets the same scores, and a new item has no embedding.
+    """
+
+    def __init__(self, n_users: int, n_items: int, embed_dim: int = 32):
+        super().__init__()
+        if n_users < 1 or n_items < 1:
+            raise ValueError(f"n_users and n_items must be >= 1, got {n_users}, {n_items}")
+        self.user = nn.Embedding(n_users, embed_dim)
+        self.item = nn.Embedding(n_items, embed_dim)
+        self.bias = nn.Parameter(torch.zeros(n_items))
+        nn.init.normal_(self.user.weight, std=0.1)
+        nn.init.normal_(self.item.weight, std=0.1)
+
+    def forward(self, obs: dict) -> torch.Tensor:
+        return self.user(obs["user_id"]) @ self.item.weight.T + self.bias
