@@ -476,9 +476,8 @@ class UserSimulator:
         rating = self.predicted_rating()
         exposure = self.exposure_of_items()
         p = self.click_probability()
-        novelty = torch.exp(-exposure)
-        hit = fn(rewards_mod.Signals(torch.ones_like(p), rating, novelty, exposure))
-        miss = fn(rewards_mod.Signals(torch.zeros_like(p), torch.zeros_like(p), novelty, exposure))
+        hit = fn(rewards_mod.Signals(torch.ones_like(p), rating, exposure))
+        miss = fn(rewards_mod.Signals(torch.zeros_like(p), torch.zeros_like(p), exposure))
         return p * hit + (1 - p) * miss
 
     # ------------------------------------------------------------ one step
@@ -519,7 +518,7 @@ class UserSimulator:
         clicked_f = clicked.float()
         item_rating = item_rating * clicked_f
         # 3. reward of what happened
-        signals = rewards_mod.Signals(clicked_f, item_rating, torch.exp(-item_exposure), item_exposure)
+        signals = rewards_mod.Signals(clicked_f, item_rating, item_exposure)
         reward = self.reward_fn(signals) * act
         # 4. state: consumption, exposure (always tracked; it only hurts the user when long_term), drift, satisfaction
         s.available.scatter_(1, item.unsqueeze(1), (item_available & ~clicked).unsqueeze(1))
@@ -696,7 +695,7 @@ class PerUserSimulator:
             clicked = choice < len(shown)
             pick = min(choice, len(shown) - 1)
             item, item_rating, item_exposure = int(shown[pick]), (float(rating[pick]) if clicked else 0.0), float(exposure[pick])
-        signals = rewards_mod.Signals(float(clicked), item_rating, math.exp(-item_exposure), item_exposure)
+        signals = rewards_mod.Signals(float(clicked), item_rating, item_exposure)
         reward = float(self.reward_fn(signals))
         self.exposure *= np.float32(cfg.fatigue_recovery)
         if clicked:

@@ -13,10 +13,9 @@ from recnb.rewards import Signals
 def signals(lib):
     click = [1.0, 1.0, 0.0, 1.0]
     rating = [5.0, 3.0, 4.0, 1.0]
-    novelty = [1.0, 0.5, 1.0, 0.2]
     exposure = [0.0, 0.7, 0.0, 1.6]
     conv = torch.tensor if lib == "torch" else np.array
-    return Signals(*(conv(x, dtype=torch.float32 if lib == "torch" else np.float32) for x in (click, rating, novelty, exposure)))
+    return Signals(*(conv(x, dtype=torch.float32 if lib == "torch" else np.float32) for x in (click, rating, exposure)))
 
 
 EXPECTED = {
@@ -39,7 +38,7 @@ def test_rewards_hand_cases(name, lib):
 def test_composite_adds_bonus_and_penalty_on_clicks_only():
     fn = rewards.composite("rating", diversity=0.5, fatigue=1.0)
     got = fn(signals("torch"))
-    want = [5 + 0.5, 3 + 0.25 - 0.7, 0.0, 1 + 0.1 - 1.6]
+    want = [5 + 0.5, 3 + 0.5 * math.exp(-0.7) - 0.7, 0.0, 1 + 0.5 * math.exp(-1.6) - 1.6]
     np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
     assert "composite" in fn.__name__
     plain = rewards.composite("click")
