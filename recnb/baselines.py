@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .metrics import FullRankingEvaluator, _pairs, interaction_matrix
+from .metrics import FullRankingEvaluator, _pairs, interaction_matrix, torch_threads
 
 
 class Recommender:
@@ -231,13 +231,8 @@ class TorchRecommender(Recommender):
 
     def fit(self, train, valid=None) -> "TorchRecommender":
         """Train on ``train``; with ``valid``, stop when the validation metric stops improving."""
-        threads = torch.get_num_threads()
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
-        try:
+        with torch_threads(self.config.threads):
             return self._fit(train, valid)
-        finally:
-            torch.set_num_threads(threads)
 
     def _fit(self, train, valid):
         c, start = self.config, time.perf_counter()
