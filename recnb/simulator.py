@@ -335,6 +335,7 @@ class UserSimulator:
         self._train_history = self._train_history.to(dev)
         self.reward_fn: Callable = rewards_mod.get(self.config.reward)
         self.state: UserState | None = None
+        self._cache: dict = {}
         self.generator: torch.Generator | None = None
 
     @classmethod
@@ -421,6 +422,7 @@ class UserSimulator:
             who = torch.as_tensor(users, dtype=torch.long, device=self.device).reshape(-1)
             if who.numel() != n or who.min() < 0 or who.max() >= self.n_calibration_users:
                 raise ValueError(f"users must be {n} calibration rows in [0, {self.n_calibration_users})")
+        self._cache.clear()
         s, cfg = self.state, self.config
         s.user[rows] = who
         s.base[rows] = self.mu + self.user_bias[who]
@@ -451,34 +453,52 @@ class UserSimulator:
         """BoolTensor [B, N]: True where an item has not been consumed yet; live, clone to keep (notebook 04)."""
         return self._require_reset().available
 
+    # The [B, N] views below are cached until the next step or reset (policies ask for several of
+    # them each step); they are shared, so treat them as read-only.
+    def _cached(self, name: str, compute):
+        value = self._cache.get(name)
+        if value is None:
+            value = self._cache[name] = compute()
+        return value
+
     def predicted_rating(self) -> torch.Tensor:
         """FloatTensor [B, N]: each user's current rating of every item (fatigue included), in [1, 5]."""
         s = self._require_reset()
-        base = s.base.unsqueeze(1) + self.item_bias[None, :] + s.preference @ self.item_factors.T
-        if self.config.long_term:
-            base = base - self.config.fatigue_strength * self.exposure_of_items()
-        return base.clamp(1.0, 5.0)
+
+        def compute():
+            base = torch.addmm(s.base.unsqueeze(1) + self.item_bias.unsqueeze(0), s.preference, self.item_factors.T)
+            if self.config.long_term:
+                base = base.sub_(self.exposure_of_items(), alpha=self.config.fatigue_strength)
+            return base.clamp_(1.0, 5.0)
+
+        return self._cached("rating", compute)
 
     def exposure_of_items(self) -> torch.Tensor:
         """FloatTensor [B, N]: each user's recent exposure to every item's genres."""
         s = self._require_reset()
-        return s.exposure @ self._genre_share.T
+        return self._cached("exposure", lambda: s.exposure @ self._genre_share.T)
 
     def click_probability(self) -> torch.Tensor:
         """FloatTensor [B, N]: chance each item is clicked when shown alone (0 if consumed) (notebook 04)."""
         s = self._require_reset()
-        p = torch.sigmoid((self.predicted_rating() - self.config.click_threshold) / self.config.click_temperature)
-        return p * s.available
+        cfg = self.config
+        return self._cached("click", lambda: torch.sigmoid_(
+            (self.predicted_rating() - cfg.click_threshold) * (1.0 / cfg.click_temperature)).mul_(s.available))
 
     def expected_reward(self, reward=None) -> torch.Tensor:
         """FloatTensor [B, N]: immediate expected reward of showing each item alone (greedy maximises it) (notebook 04)."""
         fn = self.reward_fn if reward is None else rewards_mod.get(reward)
-        rating = self.predicted_rating()
-        exposure = self.exposure_of_items()
         p = self.click_probability()
-        hit = fn(rewards_mod.Signals(torch.ones_like(p), rating, exposure))
-        miss = fn(rewards_mod.Signals(torch.zeros_like(p), torch.zeros_like(p), exposure))
-        return p * hit + (1 - p) * miss
+        if fn is rewards_mod.click:  # the common case: E[click] is the click probability
+            return p
+
+        def compute():
+            exposure = self.exposure_of_items()
+            hit = fn(rewards_mod.Signals(torch.ones_like(p), self.predicted_rating(), exposure))
+            miss = fn(rewards_mod.Signals(torch.zeros_like(p), torch.zeros_like(p), exposure))
+            return p * hit + (1 - p) * miss
+
+        return self._cached(("expected", fn), compute)
 
     # ------------------------------------------------------------ one step
     def step(self, actions):
@@ -488,6 +508,7 @@ class UserSimulator:
             raise RuntimeError("every episode in this batch has ended; call reset() before step()")
         cfg = self.config
         a = self._check_actions(actions)  # [B, k]
+        self._cache.clear()
         B, k = a.shape
         active = s.active
         act = active.float()
