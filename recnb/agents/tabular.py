@@ -213,7 +213,11 @@ class TDConfig:
 
     def step_size(self, visits: int) -> float:
         """Learning rate of the ``visits``-th update of one state-action (visits >= 1)."""
-        return max(self.lr_min, self.learning_rate / max(1, visits) ** self.lr_power)
+        return float(self.step_sizes(np.asarray(visits)))
+
+    def step_sizes(self, visits: np.ndarray) -> np.ndarray:
+        """:meth:`step_size` of an array of visit counts."""
+        return np.maximum(self.lr_min, self.learning_rate / np.maximum(1, visits) ** self.lr_power)
 
 
 def q_learning_target(Q: np.ndarray, reward: float, next_state: int, terminated: bool, gamma: float) -> float:
@@ -249,13 +253,15 @@ def td_update(Q: np.ndarray, state: int, action: int, target: float, alpha: floa
 
 @dataclass
 class TDResult:
-    """What :func:`train_td` learned: the Q-table, its greedy policy and per-episode returns (notebook 05)."""
+    """What :func:`train_td` learned: the Q-table, its greedy policy and learning curves (notebook 05)."""
 
     method: str
     Q: np.ndarray
     returns: np.ndarray  # undiscounted return of each training episode (exploration included)
     discounted: np.ndarray  # discounted return of each training episode
     visits: np.ndarray  # [S, A] updates per state-action
+    curve_episodes: np.ndarray  # episodes finished at each checkpoint
+    curve_values: np.ndarray  # exact value of the greedy policy at each checkpoint (policy_value)
     config: TDConfig
 
     @property
@@ -264,7 +270,7 @@ class TDResult:
 
 
 class ModelSampler:
-    """Samples episodes of a :class:`TabularMDP` step by step, as an environment would (notebook 05)."""
+    """Samples a batch of parallel episodes of a :class:`TabularMDP`, as an environment would (notebook 05)."""
 
     def __init__(self, mdp: TabularMDP, seed: int = 0):
         self.mdp = mdp
@@ -274,69 +280,111 @@ class ModelSampler:
         self._start = np.cumsum(mdp.start)
         self._start[-1] = 1.0
 
-    def reset(self) -> int:
-        return int(np.searchsorted(self._start, self.rng.random(), side="right"))
+    def reset(self, n: int) -> np.ndarray:
+        """``n`` start states."""
+        return np.searchsorted(self._start, self.rng.random(n), side="right")
 
-    def step(self, state: int, action: int) -> tuple[int, float, bool]:
-        """``(next_state, reward, terminated)``."""
-        nxt = int(np.searchsorted(self._cum[state, action], self.rng.random(), side="right"))
-        return nxt, float(self.mdp.R[state, action, nxt]), bool(self.mdp.terminal[nxt])
-
-
-def _pick(q_row: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
-    if rng.random() < epsilon:
-        return int(rng.integers(len(q_row)))
-    return int(np.argmax(q_row))
+    def step(self, states: np.ndarray, actions: np.ndarray):
+        """``(next_states, rewards, terminated)`` for arrays of states and actions."""
+        u = self.rng.random(len(states))
+        nxt = (self._cum[states, actions] <= u[:, None]).sum(1)
+        return nxt, self.mdp.R[states, actions, nxt], self.mdp.terminal[nxt]
 
 
-def train_td(mdp: TabularMDP, config: TDConfig = TDConfig(), method: str = "q_learning",
-             progress: bool = False, Q_init: np.ndarray | None = None) -> TDResult:
+def epsilon_greedy(Q: np.ndarray, states: np.ndarray, epsilon, rng: np.random.Generator) -> np.ndarray:
+    """One epsilon-greedy action per state (``epsilon`` a number or one per state) (notebook 05)."""
+    greedy = Q[states].argmax(1)
+    explore = rng.random(len(states)) < epsilon
+    return np.where(explore, rng.integers(Q.shape[1], size=len(states)), greedy)
+
+
+def td_targets(method: str, Q: np.ndarray, rewards, next_states, next_actions, terminated, gamma: float, epsilon):
+    """Vectorised TD targets of Q-learning, SARSA or expected SARSA (notebook 05)."""
+    q_next = Q[next_states]
+    if method == "q_learning":
+        value = q_next.max(1)
+    elif method == "sarsa":
+        value = q_next[np.arange(len(next_states)), next_actions]
+    else:  # expected SARSA under the epsilon-greedy policy that acts
+        eps = np.broadcast_to(np.asarray(epsilon, dtype=float), (len(next_states),))
+        value = (1 - eps) * q_next.max(1) + eps * q_next.mean(1)
+    return rewards + gamma * (1.0 - terminated) * value
+
+
+def train_td(mdp: TabularMDP, config: TDConfig = TDConfig(), method: str = "q_learning", parallel: int = 1,
+             eval_every: int = 0, progress: bool = False, Q_init: np.ndarray | None = None) -> TDResult:
     """Tabular Q-learning, SARSA or expected SARSA on episodes sampled from ``mdp`` (notebook 05).
 
-    The learner sees only sampled ``(s, a, r, s', terminated)``; ``P`` and ``R`` stay hidden in the sampler.
+    The learner sees only sampled ``(s, a, r, s', terminated)``; ``P`` and ``R`` stay hidden in the
+    sampler. ``parallel`` episodes run side by side (a new one starts in a slot when one ends); each
+    step applies their TD updates together, averaging the errors of a state-action hit more than
+    once, so ``parallel=1`` is the textbook one-update-per-step algorithm. ``eval_every`` > 0
+    records the exact value of the greedy policy every so many finished episodes (the learning curve).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(config, TDConfig):
         raise TypeError(f"config must be a TDConfig, got {type(config).__name__}")
-    gamma = config.gamma
+    if not isinstance(parallel, (int, np.integer)) or parallel < 1:
+        raise ValueError(f"parallel must be an integer >= 1, got {parallel!r}")
+    gamma, S, A, E = config.gamma, mdp.n_states, mdp.n_actions, config.episodes
     env = ModelSampler(mdp, seed=config.seed)
     rng = np.random.default_rng([config.seed, 1])  # exploration draws, apart from the world's draws
-    Q = np.zeros((mdp.n_states, mdp.n_actions)) if Q_init is None else np.array(Q_init, dtype=float)
-    visits = np.zeros((mdp.n_states, mdp.n_actions), dtype=np.int64)
-    returns = np.zeros(config.episodes)
-    discounted = np.zeros(config.episodes)
-    episodes = range(config.episodes)
+    Q = np.zeros((S, A)) if Q_init is None else np.array(Q_init, dtype=float)
+    visits = np.zeros((S, A), dtype=np.int64)
+    returns, discounted = np.zeros(E), np.zeros(E)
+    curve_x, curve_y = [], []
+    B = min(int(parallel), E)
+    episode = np.arange(B)  # which episode each slot is playing
+    started, finished = B, 0
+    steps, weight = np.zeros(B, dtype=np.int64), np.ones(B)
+    eps_of = np.array([config.epsilon(e) for e in range(E)])
+    s = env.reset(B)
+    a = epsilon_greedy(Q, s, eps_of[episode], rng)
+    live = ~mdp.terminal[s]
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        episodes = tqdm(episodes, desc=method, leave=False)
-    for episode in episodes:
-        eps = config.epsilon(episode)
-        s = env.reset()
-        a = _pick(Q[s], eps, rng)
-        total, disc, weight = 0.0, 0.0, 1.0
-        for _ in range(config.max_steps):
-            if mdp.terminal[s]:
-                break
-            s2, r, terminated = env.step(s, a)
-            a2 = _pick(Q[s2], eps, rng)  # the next action (SARSA learns about it; others just act on it)
-            if method == "q_learning":
-                target = q_learning_target(Q, r, s2, terminated, gamma)
-            elif method == "sarsa":
-                target = sarsa_target(Q, r, s2, a2, terminated, gamma)
+        bar = tqdm(total=E, desc=method, leave=False)
+    while live.any():
+        idx = np.flatnonzero(live)
+        si, ai, eps = s[idx], a[idx], eps_of[episode[idx]]
+        s2, r, term = env.step(si, ai)
+        a2 = epsilon_greedy(Q, s2, eps, rng)  # the next action (SARSA learns about it; the others just act on it)
+        error = td_targets(method, Q, r, s2, a2, term, gamma, eps) - Q[si, ai]
+        flat = si * A + ai
+        hits = np.bincount(flat, minlength=S * A).reshape(S, A)
+        error_sum = np.bincount(flat, weights=error, minlength=S * A).reshape(S, A)
+        touched = hits > 0
+        visits += hits
+        step = np.minimum(1.0, hits[touched] * config.step_sizes(visits[touched]))
+        Q[touched] += step * error_sum[touched] / hits[touched]
+        ep = episode[idx]
+        returns[ep] += r
+        discounted[ep] += weight[idx] * r
+        weight[idx] *= gamma
+        steps[idx] += 1
+        s[idx], a[idx] = s2, a2
+        done = term | (steps[idx] >= config.max_steps)  # truncation ends the episode but bootstrapped above
+        for slot in idx[done]:  # finished episodes hand their slot to the next one
+            finished += 1
+            if bar is not None:
+                bar.update(1)
+            if eval_every and finished % eval_every == 0:
+                curve_x.append(finished)
+                curve_y.append(policy_value(mdp, greedy_policy(Q), gamma))
+            if started < E:
+                episode[slot], started = started, started + 1
+                s[slot] = env.reset(1)[0]
+                a[slot] = epsilon_greedy(Q, s[slot:slot + 1], eps_of[episode[slot]], rng)[0]
+                steps[slot], weight[slot] = 0, 1.0
+                live[slot] = not mdp.terminal[s[slot]]
             else:
-                target = expected_sarsa_target(Q, r, s2, terminated, gamma, eps)
-            visits[s, a] += 1
-            td_update(Q, s, a, target, config.step_size(visits[s, a]))
-            total += r
-            disc += weight * r
-            weight *= gamma
-            if terminated:
-                break
-            s, a = s2, a2
-        returns[episode], discounted[episode] = total, disc
-    return TDResult(method, Q, returns, discounted, visits, config)
+                live[slot] = False
+    if bar is not None:
+        bar.close()
+    return TDResult(method, Q, returns, discounted, visits, np.asarray(curve_x), np.asarray(curve_y), config)
 
 
 def config_table(config) -> str:
