@@ -44,9 +44,9 @@ class DQNConfig:
     """Seeds the networks, exploration, replay sampling and the simulated users."""
     total_steps: int = 100_000
     """Environment steps to train for, summed over all parallel users."""
-    n_envs: int = 256
+    n_envs: int = 128
     """Simulated users stepped together per collection step (vectorised collection)."""
-    buffer_size: int = 100_000
+    buffer_size: int = 50_000
     """Replay capacity in transitions (kept on the training device)."""
     batch_size: int = 256
     """Transitions per gradient step."""
@@ -76,9 +76,9 @@ class DQNConfig:
     """Huber loss threshold: quadratic below, linear above (robust to large TD errors)."""
     max_grad_norm: float = 10.0
     """Gradients are clipped to this global norm."""
-    embed_dim: int = 64
+    embed_dim: int = 32
     """Width of the state and item embeddings whose dot product is Q."""
-    hidden: int = 128
+    hidden: int = 64
     """Hidden width of the state and item towers."""
     network: str = "qnet"
     """``"qnet"`` (state and item features) or ``"naive"`` (the article's user-id x item-id embeddings)."""
@@ -194,7 +194,7 @@ class DQN:
         self.target.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.learning_rate)
         self.buffer = ReplayBuffer(cfg.buffer_size, cfg.n_envs, obs["user"].shape[1], obs["history"].shape[1],
-                                   feats.shape[0], self.device)
+                                   feats.shape[0], self.device, with_immediate="immediate" in obs)
         self.env_steps, self.updates = 0, 0
         self.log: dict[str, list] = {k: [] for k in ("step", "loss", "mean_q", "epsilon", "return", "length",
                                                       "click_rate", "seconds")}
@@ -233,7 +233,7 @@ class DQN:
         batch = self.buffer.sample(cfg.batch_size, cfg.n_step, cfg.gamma, self.generator)
         target = self.targets(self, batch)
         with self.autocast():
-            q = self.online(ReplayBuffer.obs(batch)).float().gather(1, batch["action"][:, None]).squeeze(1)
+            q = self.online(ReplayBuffer.obs(batch), batch["action"]).float()
         loss = F.huber_loss(q, target, delta=cfg.huber_delta)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -244,7 +244,7 @@ class DQN:
             with torch.no_grad():  # tau = 1: hard copy; tau < 1: Polyak averaging
                 for t, o in zip(self.target.parameters(), self.online.parameters()):
                     t.lerp_(o, cfg.tau)
-        return float(loss), float(q.mean())
+        return float(loss.detach()), float(q.detach().mean())
 
     def train(self, total_steps: int | None = None, progress: bool = True) -> dict:
         """Collect from ``n_envs`` users at a time and learn until ``total_steps`` env steps (notebook 06)."""

@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -26,14 +29,16 @@ def observe_simulator(sim) -> dict:
 
     ``user``: the platform's current user-model state -- taste vector and rating bias (the same
     model the greedy policy ranks with), recent per-genre consumption, and the session's elapsed
-    fraction; ``history``: last consumed items (pad = n_items); ``mask``: items still available.
-    Satisfaction -- why users leave -- stays hidden: the agent has to learn its effect.
+    fraction; ``history``: last consumed items (pad = n_items); ``mask``: items still available;
+    ``immediate``: the click model's expected immediate reward of every item -- exactly what the
+    greedy policy maximises. So the agent knows what greedy knows; what it must *learn* is the long
+    run: satisfaction -- why users leave -- stays hidden.
     """
     s = sim.state
     elapsed = (s.t.float() / sim.config.horizon)[:, None]
     user = torch.cat([s.preference, s.base[:, None], s.exposure, elapsed], 1)
     return {"user": user.float(), "history": s.history.clone(), "mask": s.available.clone(),
-            "user_id": s.user.clone()}
+            "user_id": s.user.clone(), "immediate": sim.expected_reward().float()}
 
 
 def user_feature_dim(sim) -> int:
@@ -58,7 +63,13 @@ class Tower(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """``Q(s, i) = f(user, history) . g(x_i) + b(x_i)`` for all items in one product (notebook 06)."""
+    """``Q(s, i) = v(s) + f(s) . g(x_i) + b(x_i) + w(s) * r(s, i)`` for all items in one product (notebook 06).
+
+    ``f(s)`` encodes the user features and recent history, ``g``/``b`` the item features, and
+    ``r(s, i)`` -- when the observation carries ``immediate`` -- is the click model's expected
+    immediate reward, weighted by a learned positive, state-dependent ``w(s)``: the network learns
+    how much an item is worth *beyond* its next click; ``v(s)`` carries the level all items share.
+    """
 
     def __init__(self, item_feats: torch.Tensor, user_dim: int, embed_dim: int = 64, hidden: int = 128):
         super().__init__()
@@ -72,6 +83,13 @@ class QNetwork(nn.Module):
         self.item_tower = Tower(item_feats.shape[1], hidden, embed_dim + 1)  # last column = bias b(x_i)
         self.history_proj = nn.Linear(embed_dim, embed_dim)
         self.state_tower = Tower(user_dim + embed_dim, hidden, embed_dim)
+        self.gain = nn.Linear(embed_dim, 1)  # w(s) = softplus(gain(f(s)))
+        self.value = nn.Linear(embed_dim, 1)  # v(s): the item-independent level of Q (as in dueling nets)
+        # start as the greedy policy: w(s) = 1 and f . g + b = 0, so learning adds the long run to it
+        for layer in (self.item_tower.mlp[-1], self.item_tower.skip, self.gain, self.value):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        nn.init.constant_(self.gain.bias, math.log(math.e - 1))  # softplus(0.5413) = 1
         self.embed_dim = embed_dim
 
     @property
@@ -91,10 +109,24 @@ class QNetwork(nn.Module):
         pooled = (emb * valid.unsqueeze(-1)).sum(1) / valid.sum(1, keepdim=True).clamp_min(1)
         return self.state_tower(torch.cat([obs["user"], self.history_proj(pooled)], 1))
 
-    def forward(self, obs: dict) -> torch.Tensor:
-        """Q-values [B, N] of every item (unmasked: callers mask, see ``recnb.agents.dqn``)."""
+    def forward(self, obs: dict, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Q-values [B, N] of every item (unmasked: callers mask), or [B] of ``actions`` only."""
         item_emb, bias = self.items()
-        return self.state(obs, item_emb) @ item_emb.T + bias
+        state = self.state(obs, item_emb)
+        if actions is None:
+            q = state @ item_emb.T + bias
+        else:  # one row per user: no [B, N] product, so a training step stays cheap
+            q = (state * item_emb.index_select(0, actions)).sum(1) + bias.index_select(0, actions)
+        q = q + (self.value(state) if actions is None else self.value(state).squeeze(1))
+        if "immediate" in obs:
+            w = F.softplus(self.gain(state))
+            q = q + (w * obs["immediate"] if actions is None else w.squeeze(1) * _taken(obs["immediate"], actions))
+        return q
+
+
+def _taken(values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """``values`` of the taken items: [B, N] gathered at ``actions``, or already [B]."""
+    return values.gather(1, actions[:, None]).squeeze(1) if values.dim() == 2 else values
 
 
 class NaiveQNetwork(nn.Module):
@@ -114,5 +146,9 @@ class NaiveQNetwork(nn.Module):
         nn.init.normal_(self.user.weight, std=0.1)
         nn.init.normal_(self.item.weight, std=0.1)
 
-    def forward(self, obs: dict) -> torch.Tensor:
-        return self.user(obs["user_id"]) @ self.item.weight.T + self.bias
+    def forward(self, obs: dict, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Q-values [B, N] of every item, or [B] of ``actions`` only."""
+        user = self.user(obs["user_id"])
+        if actions is None:
+            return user @ self.item.weight.T + self.bias
+        return (user * self.item(actions)).sum(1) + self.bias[actions]

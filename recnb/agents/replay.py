@@ -17,7 +17,7 @@ class ReplayBuffer:
     """Ring buffer of ``capacity`` transitions from ``n_envs`` users stepped together (notebook 06)."""
 
     def __init__(self, capacity: int, n_envs: int, user_dim: int, history_len: int, n_items: int,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", with_immediate: bool = False):
         if n_envs < 1 or capacity < n_envs:
             raise ValueError(f"capacity ({capacity}) must be >= n_envs ({n_envs}) >= 1; raise buffer_size")
         self.rows, self.n_envs, self.device = capacity // n_envs, n_envs, torch.device(device)
@@ -33,6 +33,9 @@ class ReplayBuffer:
             "next_user": zeros(user_dim), "next_history": zeros(history_len, dtype=torch.long),
             "next_user_id": zeros(dtype=torch.long), "next_mask": zeros(n_items, dtype=torch.bool),
         }
+        if with_immediate:  # the click model's immediate rewards: of the taken item, and of every next item
+            self.data["immediate"] = zeros()
+            self.data["next_immediate"] = zeros(n_items, dtype=torch.float16)  # half the memory; a feature, not a target
         self.head, self.size = 0, 0  # next row to write; rows filled
 
     def __len__(self) -> int:
@@ -45,6 +48,9 @@ class ReplayBuffer:
             d[key][row] = obs[key]
             d["next_" + key][row] = next_obs[key]
         d["next_mask"][row] = next_obs["mask"]
+        if "immediate" in d:
+            d["immediate"][row] = obs["immediate"].gather(1, action[:, None]).squeeze(1)
+            d["next_immediate"][row] = next_obs["immediate"]
         d["action"][row], d["reward"][row] = action, reward
         d["terminated"][row], d["ended"][row] = terminated, terminated | truncated
         self.head = (row + 1) % self.rows
@@ -71,18 +77,24 @@ class ReplayBuffer:
         reward = (self.data["reward"][rows, cols] * alive * powers).sum(1)
         steps = alive.sum(1).long()  # 1..n
         last_row, first_row = rows.gather(1, (steps - 1)[:, None]).squeeze(1), rows[:, 0]
-        out = {key: self.data[key][first_row, b] for key in (*OBS_KEYS, "action")}
-        for key in ("terminated", "ended", "next_user", "next_history", "next_user_id", "next_mask"):
+        with_immediate = "immediate" in self.data
+        out = {key: self.data[key][first_row, b] for key in (*OBS_KEYS, "action") + (("immediate",) if with_immediate else ())}
+        for key in ("terminated", "ended", "next_user", "next_history", "next_user_id", "next_mask") + (
+                ("next_immediate",) if with_immediate else ()):
             out[key] = self.data[key][last_row, b]
         out["reward"], out["discount"], out["steps"] = reward, gamma ** steps.float(), steps
         return out
 
-    def next_obs(self, batch: dict) -> dict:
+    @staticmethod
+    def next_obs(batch: dict) -> dict:
         """The bootstrap observation of a sampled batch, keyed like an observation."""
-        return {"user": batch["next_user"], "history": batch["next_history"], "user_id": batch["next_user_id"],
-                "mask": batch["next_mask"]}
+        out = {"user": batch["next_user"], "history": batch["next_history"], "user_id": batch["next_user_id"],
+               "mask": batch["next_mask"]}
+        if "next_immediate" in batch:
+            out["immediate"] = batch["next_immediate"].float()
+        return out
 
     @staticmethod
     def obs(batch: dict) -> dict:
         """The starting observation of a sampled batch."""
-        return {key: batch[key] for key in OBS_KEYS}
+        return {key: batch[key] for key in (*OBS_KEYS, "immediate") if key in batch}
