@@ -1,0 +1,111 @@
+"""Tests for recnb.ope_sim on a small synthetic simulator built here (fast: no MovieLens)."""
+
+import numpy as np
+import pytest
+import torch
+
+from recnb import ope, ope_sim
+from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
+from test_simulator import synthetic
+
+
+@pytest.fixture(scope="module")
+def setup():
+    ratings, items = synthetic()
+    cal = calibrate(ratings, items, dim=4, seed=0)
+    sim = UserSimulator(cal, SimulatorConfig(horizon=30))
+    train = ratings.assign(user=ratings["user_id"] - 1, item=ratings["item_id"] - 1)
+    scores = torch.randn(sim.n_calibration_users, sim.n_items, generator=torch.Generator().manual_seed(0))
+    platform = ope_sim.platform_model(train, scores, sim.n_calibration_users, sim.n_items)
+    targets = {"greedy": lambda s: s.expected_reward(), "popularity": lambda s: s.item_popularity.expand(s.n_users, -1)}
+    cfg = ope_sim.LoggingConfig(n_rounds=3000, n_candidates=4, epsilon=0.5, batch_users=64, seed=1)
+    return sim, platform, targets, cfg, ope_sim.collect_logs(sim, platform, cfg, targets, progress=False)
+
+
+def test_logs_are_consistent(setup):
+    sim, _, targets, cfg, log = setup
+    n, K = cfg.n_rounds, cfg.n_candidates
+    assert len(log) == n and log.candidates.shape == (n, K) and log.features.shape[:2] == (n, K)
+    assert set(log.target_scores) == set(targets) and log.target_scores["greedy"].shape == (n, K)
+    # candidates are distinct items; propensities are the logging distribution at the shown candidate
+    assert all(len(set(row)) == K for row in log.candidates)
+    np.testing.assert_allclose(log.logging_probs.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(log.propensity, log.logging_probs[np.arange(n), log.action])
+    # epsilon-greedy on popularity: the most popular candidate gets 1 - eps + eps / K, the others eps / K
+    best = sim.item_popularity.numpy()[log.candidates].argmax(1)
+    np.testing.assert_allclose(log.logging_probs[np.arange(n), best], 1 - cfg.epsilon + cfg.epsilon / K)
+    assert np.isclose(log.logging_probs.min(), cfg.epsilon / K)
+    assert np.all((log.truth >= 0) & (log.truth <= 1)) and set(np.unique(log.reward)) <= {0.0, 1.0}
+    # the logger shows its best candidate about 1 - eps + eps / K of the time
+    shown_best = (log.action == best).mean()
+    assert abs(shown_best - (1 - cfg.epsilon + cfg.epsilon / K)) < 0.05
+
+
+def test_logs_repeat_with_the_seed(setup):
+    sim, platform, targets, cfg, log = setup
+    again = ope_sim.collect_logs(sim, platform, cfg, targets, progress=False)
+    np.testing.assert_array_equal(again.candidates, log.candidates)
+    np.testing.assert_array_equal(again.reward, log.reward)
+
+
+def test_observed_rewards_match_the_simulator_truth(setup):
+    """The logged reward of the shown item averages to its expected reward (the truth is the right truth)."""
+    *_, log = setup
+    shown_truth = log.truth[np.arange(len(log)), log.action]
+    se = np.sqrt(shown_truth * (1 - shown_truth)).mean() / np.sqrt(len(log))
+    assert abs(log.reward.mean() - shown_truth.mean()) < 4 * se
+
+
+def test_estimators_recover_the_true_value(setup):
+    *_, log = setup
+    fit, predict = ope_sim.logistic_reward_model(log)
+    q = ope.cross_fit(len(log), fit, predict, folds=2)
+    targets = {name: ope_sim.greedy_probs(s) for name, s in log.target_scores.items()}
+    targets["logging"] = log.logging_probs
+    table = ope_sim.evaluate_targets(log, targets, q)
+    for name, row in table.iterrows():
+        for est in ("IPS", "SNIPS", "DR"):
+            assert abs(row[est] - row["true"]) < 4 * row[f"{est}_se"] + 1e-3, (name, est, row[est], row["true"])
+    # on the logging policy itself every importance weight is 1: IPS is the plain mean reward, ESS = n
+    assert np.isclose(table.loc["logging", "IPS"], log.reward.mean())
+    assert np.isclose(table.loc["logging", "ESS"], len(log))
+    # a model equal to the truth makes the direct method exact
+    assert np.isclose(ope.direct_method(targets["greedy"], log.truth).value, table.loc["greedy", "true"])
+
+
+def test_variance_grows_as_the_target_departs(setup):
+    *_, log = setup
+    greedy = ope_sim.greedy_probs(log.target_scores["greedy"])
+    ess = [ope.effective_sample_size(ope.importance_weights(log.action, log.propensity,
+                                                            ope_sim.mixture(log.logging_probs, greedy, a)))
+           for a in (0.0, 0.5, 1.0)]
+    assert ess[0] > ess[1] > ess[2]
+
+
+def test_policies_from_scores():
+    s = np.array([[0.1, 0.9, 0.3], [2.0, 1.0, 0.0]])
+    np.testing.assert_array_equal(ope_sim.greedy_probs(s), [[0, 1, 0], [1, 0, 0]])
+    soft = ope_sim.softmax_probs(s, 0.5)
+    np.testing.assert_allclose(soft.sum(1), 1.0)
+    assert np.all(soft.argmax(1) == s.argmax(1))
+    np.testing.assert_allclose(ope_sim.softmax_probs(s, 1e-4), ope_sim.greedy_probs(s), atol=1e-6)
+    np.testing.assert_allclose(ope_sim.mixture(soft, ope_sim.greedy_probs(s), 0.0), soft)
+    with pytest.raises(ValueError, match="temperature"):
+        ope_sim.softmax_probs(s, 0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        ope_sim.mixture(soft, soft, 1.5)
+
+
+def test_bad_inputs_raise_clear_errors(setup):
+    sim, platform, *_ = setup
+    with pytest.raises(ValueError, match="epsilon"):
+        ope_sim.LoggingConfig(epsilon=0.0)
+    with pytest.raises(ValueError, match="n_candidates"):
+        ope_sim.LoggingConfig(n_candidates=1)
+    with pytest.raises(ValueError, match="user_item_scores"):
+        ope_sim.platform_model(synthetic()[0].assign(user=0, item=0), torch.zeros(3, 3), 60, 50)
+    with pytest.raises(ValueError, match="lacks column"):
+        ope_sim.platform_model(synthetic()[0], torch.zeros(60, 50), 60, 50)
+    small = ope_sim.PlatformModel(torch.zeros(2, 2), torch.zeros(2), torch.zeros(2))
+    with pytest.raises(ValueError, match="platform model"):
+        ope_sim.collect_logs(sim, small, ope_sim.LoggingConfig(n_rounds=10), progress=False)
