@@ -1,0 +1,198 @@
+"""Side by side: language-model, collaborative-filtering and RL recommenders on one protocol (notebook 08).
+
+Each model enters as what it can provide:
+
+* a **score matrix** ``[n_users, n_items]`` for offline ranking (Tracks A and B, DESIGN section 7) --
+  scored by :func:`ranking_row` with the shared :class:`recnb.metrics.FullRankingEvaluator`;
+* a **policy** ``policy(sim) -> items`` for the simulator -- a score matrix becomes one with
+  :class:`ScorePolicy`, a sequential model with :class:`SequencePolicy`; :func:`simulate` runs it on fresh
+  users (``recnb.policies.evaluate_policy``) and also counts how often each item was shown (exposure).
+
+Robustness (:func:`robustness_study`) retrains cheap models on training data with injected abnormal users
+(:mod:`recnb.robustness`) and measures the drop in NDCG@10 and the attacked item's exposure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .metrics import FullRankingEvaluator, gini
+from .policies import NEG, evaluate_policy, top_items
+
+
+# ---------------------------------------------------------------- models as simulator policies
+
+
+class ScorePolicy:
+    """A static recommender in the simulator: each user's best available items by fixed scores (notebook 08).
+
+    Simulated users are calibration rows, which are the real users in ``MovieLens.indexed()`` order,
+    so row ``u`` of ``scores`` is the model's view of simulated user ``u``.
+    """
+
+    def __init__(self, scores: torch.Tensor, name: str):
+        self.scores, self.name = torch.as_tensor(scores, dtype=torch.float32), name
+
+    def __call__(self, sim) -> torch.Tensor:
+        if self.scores.shape[1] != sim.n_items or self.scores.shape[0] < sim.n_calibration_users:
+            raise ValueError(f"scores must be [>= {sim.n_calibration_users} users, {sim.n_items} items], "
+                             f"got {tuple(self.scores.shape)}")
+        return top_items(self.scores.to(sim.device)[sim.state.user], sim.available_mask(), sim.config.slate_size)
+
+
+def left_aligned(history: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The simulator's histories (oldest first, padding in front) as windows padded at the end, and the
+    index of each row's last item (0 for an empty row) -- the layout sequential models read (notebook 08)."""
+    is_pad = history == pad
+    order = torch.sort(is_pad.int(), dim=1, stable=True).indices  # real items first, in their order
+    window = history.gather(1, order)
+    last = ((~is_pad).sum(1) - 1).clamp_min(0)
+    return window, last
+
+
+class SequencePolicy:
+    """A sequential next-item model (``recnb.offline_rl.SequentialRecommender``) as a simulator policy:
+    its state is the user's recent consumption in the simulator (notebook 08)."""
+
+    def __init__(self, model, name: str | None = None):
+        self.model, self.name = model, name or model.name
+
+    @torch.no_grad()
+    def __call__(self, sim) -> torch.Tensor:
+        window, last = left_aligned(sim.state.history, sim.n_items)
+        net = self.model.net
+        was_training = net.training
+        net.eval()
+        h = net.states(window)[torch.arange(len(window)), last]
+        net.train(was_training)
+        return top_items(net.ce_head(h), sim.available_mask(), sim.config.slate_size)
+
+
+class ExposureCounter:
+    """Wraps a policy and counts how often each item is shown to users still in their episode (notebook 08)."""
+
+    def __init__(self, policy, n_items: int):
+        self.policy, self.counts = policy, np.zeros(n_items, dtype=np.int64)
+        self.name = getattr(policy, "name", type(policy).__name__)
+
+    def reset(self, seed: int = 0):
+        self.counts[:] = 0
+        if hasattr(self.policy, "reset"):
+            self.policy.reset(seed)
+
+    def __call__(self, sim) -> torch.Tensor:
+        items = self.policy(sim)
+        shown = items[sim.active] if items.dim() == 1 else items[sim.active].reshape(-1)
+        self.counts += np.bincount(shown.cpu().numpy(), minlength=len(self.counts))
+        return items
+
+
+def simulate(sim, policy, n_users: int, seed: int, users=None) -> dict:
+    """Return, session length and click rate with 95% CIs, plus exposure coverage, Gini and mean popularity
+    of the shown items, over ``n_users`` fresh simulated users (DESIGN section 7, simulator) (notebook 08)."""
+    counter = ExposureCounter(policy, sim.n_items)
+    ev = evaluate_policy(sim, counter, n_users=n_users, seed=seed, users=users)
+    row = ev.summary()
+    counts = counter.counts
+    pop = sim.item_popularity.cpu().numpy() / sim.n_calibration_users  # share of users who rated the item
+    row.update(exposure_coverage=float((counts > 0).mean()), exposure_gini=gini(counts),
+               exposure_avgpop=float((counts * pop).sum() / max(counts.sum(), 1)))
+    return row
+
+
+# ---------------------------------------------------------------- offline ranking
+
+
+def ranking_row(evaluator: FullRankingEvaluator, scores, k: int = 10) -> dict:
+    """NDCG, HR, coverage, popularity and Gini of the top-k lists of one model under ``evaluator`` (notebook 08)."""
+    res = evaluator.evaluate(scores)
+    return {f"{m}@{k}": res[f"{m}@{k}"] for m in ("NDCG", "HR", "Coverage", "AvgPop", "Gini")} | {"users": res.n_users}
+
+
+# ---------------------------------------------------------------- robustness
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    """The robustness experiment of notebook 08."""
+
+    fractions: tuple = (0.05, 0.10)
+    """Injected abnormal users as a fraction of the real users."""
+    attacks: tuple = ("random raters", "shilling")
+    """Which injections: uniformly random raters, and an average attack promoting one item."""
+    k: int = 10
+    """Top-k lists scored and inspected for the attacked item."""
+    seed: int = 0
+    """Seed of the injected users."""
+
+
+def pick_attack_target(train: pd.DataFrame, min_ratings: int = 5, quantile: float = 0.25) -> int:
+    """An ``item_id`` an attacker would push: rated by few users (lower quartile of items with >= 5 ratings) (notebook 08)."""
+    counts = train.groupby("item_id").size()
+    counts = counts[counts >= min_ratings]
+    if counts.empty:
+        raise ValueError(f"no item has >= {min_ratings} training ratings; lower min_ratings")
+    level = counts.quantile(quantile)
+    return int(counts[counts <= level].sort_index().index[0])
+
+
+def _indexed_injection(train: pd.DataFrame, injected: pd.DataFrame, n_users: int, item_ids: np.ndarray) -> pd.DataFrame:
+    """Give injected users new 0-based ``user`` indices after the real ones; keep ``item`` consistent."""
+    fake = injected[injected["injected"]].copy()
+    fake_ids = np.unique(fake["user_id"].to_numpy())
+    fake["user"] = n_users + np.searchsorted(fake_ids, fake["user_id"].to_numpy())
+    fake["item"] = np.searchsorted(item_ids, fake["item_id"].to_numpy())
+    return pd.concat([train.assign(injected=False), fake[train.columns.tolist() + ["injected"]]], ignore_index=True)
+
+
+def robustness_study(split, item_ids: np.ndarray, fit_models: dict[str, Callable], config: RobustnessConfig = RobustnessConfig(),
+                     progress: bool = True) -> pd.DataFrame:
+    """Retrain each model on clean and injected training data; test NDCG@k of the real users and the share
+    of real users whose top-k holds the attacked item (notebook 08).
+
+    ``fit_models`` maps names to ``fit(train, valid, n_users, n_items) -> [n_users, n_items] scores``.
+    """
+    from tqdm.auto import tqdm
+
+    from .robustness import inject_random_raters, inject_shilling_attack
+
+    for col in ("user", "item", "user_id", "item_id"):
+        if col not in split.train.columns:
+            raise ValueError(f"split.train lacks column {col!r}; split MovieLens.indexed()")
+    n_users, n_items = int(split.train["user"].max()) + 1, len(item_ids)
+    target_id = pick_attack_target(split.train)
+    target = int(np.searchsorted(item_ids, target_id))
+    evaluator = FullRankingEvaluator(split.train, split.test, n_users, n_items, exclude={"valid": split.valid},
+                                     ks=(config.k,), protocol=split.protocol)
+    runs = [("clean", 0.0)] + [(a, f) for a in config.attacks for f in config.fractions]
+    rows = []
+    for attack, fraction in tqdm(runs, desc="robustness", disable=not progress, leave=False):
+        if attack == "clean":
+            train, n_total = split.train, n_users
+        else:
+            if attack == "shilling":
+                injected = inject_shilling_attack(split.train, target_id, fraction, seed=config.seed)
+            elif attack == "random raters":
+                injected = inject_random_raters(split.train, fraction, seed=config.seed)
+            else:
+                raise ValueError(f"unknown attack {attack!r}; use 'random raters' or 'shilling'")
+            train = _indexed_injection(split.train, injected, n_users, item_ids)
+            n_total = int(train["user"].max()) + 1
+        for name, fit in fit_models.items():
+            scores = torch.as_tensor(fit(train, split.valid, n_total, n_items), dtype=torch.float32)[:n_users]
+            res = evaluator.evaluate(scores)
+            masked = scores.masked_fill(evaluator.mask, NEG)
+            top = masked.topk(config.k, dim=1).indices
+            rows.append({"model": name, "attack": attack, "fraction": fraction,
+                         f"NDCG@{config.k}": res[f"NDCG@{config.k}"],
+                         "target_exposure": float((top == target).any(1).float().mean()),
+                         "target_item": target_id})
+    out = pd.DataFrame(rows)
+    clean = out[out["attack"] == "clean"].set_index("model")[f"NDCG@{config.k}"]
+    out["NDCG_drop"] = out["model"].map(clean) - out[f"NDCG@{config.k}"]
+    return out
