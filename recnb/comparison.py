@@ -114,6 +114,46 @@ def ranking_row(evaluator: FullRankingEvaluator, scores, k: int = 10) -> dict:
     return {f"{m}@{k}": res[f"{m}@{k}"] for m in ("NDCG", "HR", "Coverage", "AvgPop", "Gini")} | {"users": res.n_users}
 
 
+def text_knn_scores(train: pd.DataFrame, text_vectors: np.ndarray, n_users: int, neighbours: int = 20) -> torch.Tensor:
+    """[n_users, n_items] text kNN scores over the whole catalogue from ``train`` (notebook 03's scorer) (notebook 08)."""
+    from .coldstart import knn_scores, rating_matrix
+
+    n_items = len(text_vectors)
+    R = rating_matrix(train, n_users, n_items)
+    return torch.as_tensor(knn_scores(R, text_vectors, np.arange(n_items), neighbours), dtype=torch.float32)
+
+
+def hybrid_scores(bpr, train: pd.DataFrame, text_vectors: np.ndarray, valid_evaluator: FullRankingEvaluator,
+                  shrinkages=(0.0, 3.0, 10.0, 30.0, 100.0), seed: int = 0) -> tuple[torch.Tensor, float]:
+    """Text -> BPR hybrid (notebook 03) on the whole catalogue: item factors blend ID and text-projected
+    factors by confidence; the shrinkage is chosen on validation NDCG@10. Returns (scores, shrinkage) (notebook 08)."""
+    from .coldstart import blend, fit_text_projection
+
+    n_items = len(text_vectors)
+    counts = np.bincount(train["item"], minlength=n_items).astype(np.float64)
+    P, Q = (t.numpy() for t in bpr.factors())
+    b = bpr.net.bias.weight.detach().numpy()[:, 0]
+    Qt, bt = fit_text_projection(text_vectors, Q, b, counts, seed=seed)(text_vectors)
+
+    def scores(lam):
+        Qh, bh = blend(Q, b, Qt, bt, counts, lam)
+        return torch.as_tensor(P @ Qh.T + bh, dtype=torch.float32)
+
+    k = 10 if 10 in valid_evaluator.ks else valid_evaluator.ks[0]
+    best = max(shrinkages, key=lambda lam: valid_evaluator.evaluate(scores(lam))[f"NDCG@{k}"])
+    return scores(best), float(best)
+
+
+@torch.no_grad()
+def initial_state_scores(agent, sim, n_users: int) -> torch.Tensor:
+    """[n_users, n_items] Q-values of a simulator agent at each real user's first step (their training history),
+    so an RL policy can be ranked offline on Track A -- the split the simulator is calibrated on (notebook 08)."""
+    if n_users > sim.n_calibration_users:
+        raise ValueError(f"the simulator knows {sim.n_calibration_users} users, asked for {n_users}")
+    sim.reset(n_users, seed=0, users=torch.arange(n_users))
+    return agent.q_values(agent.observe(sim)).float().cpu()
+
+
 # ---------------------------------------------------------------- robustness
 
 
@@ -196,3 +236,16 @@ def robustness_study(split, item_ids: np.ndarray, fit_models: dict[str, Callable
     clean = out[out["attack"] == "clean"].set_index("model")[f"NDCG@{config.k}"]
     out["NDCG_drop"] = out["model"].map(clean) - out[f"NDCG@{config.k}"]
     return out
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3, missing: str = "n/a") -> str:
+    """A pipe table of ``frame`` (index as the first column) for a README, without extra packages (notebook 08)."""
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return missing if np.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+
+    head = [frame.index.name or ""] + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([str(i)] + [cell(v) for v in row]) + " |" for i, row in zip(frame.index, frame.to_numpy())]
+    return "\n".join(lines)
