@@ -192,8 +192,8 @@ def _indexed_injection(train: pd.DataFrame, injected: pd.DataFrame, n_users: int
 
 def robustness_study(split, item_ids: np.ndarray, fit_models: dict[str, Callable], config: RobustnessConfig = RobustnessConfig(),
                      progress: bool = True) -> pd.DataFrame:
-    """Retrain each model on clean and injected training data; test NDCG@k of the real users and the share
-    of real users whose top-k holds the attacked item (notebook 08).
+    """Retrain each model on clean and injected training data; test NDCG@k of the real users, the share
+    of real users whose top-k holds the attacked item and its median rank for them (notebook 08).
 
     ``fit_models`` maps names to ``fit(train, valid, n_users, n_items) -> [n_users, n_items] scores``.
     """
@@ -228,9 +228,12 @@ def robustness_study(split, item_ids: np.ndarray, fit_models: dict[str, Callable
             res = evaluator.evaluate(scores)
             masked = scores.masked_fill(evaluator.mask, NEG)
             top = masked.topk(config.k, dim=1).indices
+            open_users = ~evaluator.mask[:, target]  # users who have not rated the attacked item
+            rank = (masked > masked[:, target:target + 1]).sum(1) + 1  # 1-based rank of the attacked item
             rows.append({"model": name, "attack": attack, "fraction": fraction,
                          f"NDCG@{config.k}": res[f"NDCG@{config.k}"],
                          "target_exposure": float((top == target).any(1).float().mean()),
+                         "target_rank": float(rank[open_users].float().median()),
                          "target_item": target_id})
     out = pd.DataFrame(rows)
     clean = out[out["attack"] == "clean"].set_index("model")[f"NDCG@{config.k}"]

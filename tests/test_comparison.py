@@ -83,6 +83,7 @@ def test_robustness_study_shilling_raises_the_target_of_a_popularity_model():
     # half as many fake users as real ones all rating the target: it becomes the most popular item
     assert shill["target_exposure"] > clean["target_exposure"]
     assert shill["target_exposure"] > 0.5
+    assert shill["target_rank"] < clean["target_rank"] and shill["target_rank"] <= 3
 
 
 def test_ranking_row():
@@ -91,3 +92,36 @@ def test_ranking_row():
     ev = FullRankingEvaluator(split.train, split.test, 40, 30, exclude={"valid": split.valid}, ks=(5,))
     row = comparison.ranking_row(ev, torch.rand(40, 30, generator=torch.Generator().manual_seed(0)), k=5)
     assert set(row) == {"NDCG@5", "HR@5", "Coverage@5", "AvgPop@5", "Gini@5", "users"}
+
+
+def test_markdown_table():
+    frame = pd.DataFrame({"a": [1.23456, np.nan], "b": ["x", "y"]}, index=["m1", "m2"])
+    lines = comparison.markdown_table(frame, digits=2).splitlines()
+    assert lines[0] == "|  | a | b |" and lines[1] == "|---|---|---|"
+    assert lines[2] == "| m1 | 1.23 | x |" and lines[3] == "| m2 | n/a | y |"
+
+
+def test_text_knn_scores_shape_and_own_items():
+    ratings, items = indexed_synthetic()
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(30, 8)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    scores = comparison.text_knn_scores(ratings, text, n_users=40, neighbours=3)
+    assert scores.shape == (40, 30)
+    # an item the user rated is its own nearest neighbour: it scores at least its rating
+    u, i, r = ratings.iloc[0][["user", "item", "rating"]]
+    assert scores[u, i] >= r - 1e-4
+
+
+def test_initial_state_scores_uses_each_real_user(sim):
+    class Agent:  # scores = the user's calibration row, to see who was observed
+        def observe(self, s):
+            return {"user": s.state.user}
+
+        def q_values(self, obs):
+            return obs["user"][:, None].float().expand(-1, sim.n_items)
+
+    scores = comparison.initial_state_scores(Agent(), sim, 10)
+    assert torch.equal(scores[:, 0], torch.arange(10).float())
+    with pytest.raises(ValueError, match="knows"):
+        comparison.initial_state_scores(Agent(), sim, sim.n_calibration_users + 1)
