@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .metrics import FullRankingEvaluator, _pairs, interaction_matrix
+from .metrics import FullRankingEvaluator, _pairs, interaction_matrix, torch_threads
 
 
 class Recommender:
@@ -38,10 +38,19 @@ class Recommender:
             raise ValueError(f"n_users and n_items must be positive, got {n_users}, {n_items}")
         self.n_users, self.n_items = int(n_users), int(n_items)
         self.history: list[dict] = []  # one dict an epoch (trained models) or a tried setting (kNN)
-        self.fit_seconds = 0.0
+        self.fit_seconds = 0.0  # wall-clock seconds of the last fit
+        self.fit_cpu_seconds = 0.0  # CPU seconds of the last fit: what it costs on an idle machine
         self._fitted = False
 
     def fit(self, train, valid=None) -> "Recommender":
+        """Learn from ``train`` (a frame of 0-based ``user``/``item`` rows); ``valid`` guides model selection."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        self._fit(train, valid)
+        self.fit_seconds, self.fit_cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+        self._fitted = True
+        return self
+
+    def _fit(self, train, valid) -> None:
         raise NotImplementedError
 
     def scores(self, users) -> torch.Tensor:
@@ -84,10 +93,11 @@ class RandomRecommender(Recommender):
         self.seed = seed
 
     def fit(self, train=None, valid=None) -> "RandomRecommender":
+        return super().fit(train, valid)
+
+    def _fit(self, train, valid):
         gen = torch.Generator().manual_seed(self.seed)
         self._table = torch.rand(self.n_users, self.n_items, generator=gen)
-        self._fitted = True
-        return self
 
     def _scores(self, users):
         return self._table[users]
@@ -98,11 +108,8 @@ class PopularityRecommender(Recommender):
 
     name = "Popularity"
 
-    def fit(self, train, valid=None) -> "PopularityRecommender":
-        start = time.perf_counter()
+    def _fit(self, train, valid):
         self.counts = self._matrix(train).sum(0).float()
-        self.fit_seconds, self._fitted = time.perf_counter() - start, True
-        return self
 
     def _scores(self, users):
         return self.counts.expand(len(users), -1).clone()
@@ -122,8 +129,7 @@ class ItemKNN(Recommender):
             raise ValueError("neighbours must be positive")
         self.neighbours, self.candidates = int(neighbours), tuple(candidates)
 
-    def fit(self, train, valid=None) -> "ItemKNN":
-        start = time.perf_counter()
+    def _fit(self, train, valid):
         self._x = self._matrix(train).float()
         norms = self._x.norm(dim=0).clamp_min(1e-12)
         sim = (self._x.T @ self._x) / norms[:, None] / norms[None, :]
@@ -138,8 +144,6 @@ class ItemKNN(Recommender):
             best = max(self.history, key=lambda h: h["valid_NDCG@10"])
             self.neighbours = best["neighbours"]
         self._set_neighbours(self.neighbours)
-        self.fit_seconds = time.perf_counter() - start
-        return self
 
     def _set_neighbours(self, k: int) -> None:
         """Keep, for each item, only its ``k`` most similar items (sparsifies the similarity)."""
@@ -229,17 +233,12 @@ class TorchRecommender(Recommender):
     def _epoch(self, users, items, optimiser, gen) -> float:
         raise NotImplementedError
 
-    def fit(self, train, valid=None) -> "TorchRecommender":
-        """Train on ``train``; with ``valid``, stop when the validation metric stops improving."""
-        threads = torch.get_num_threads()
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
-        try:
-            return self._fit(train, valid)
-        finally:
-            torch.set_num_threads(threads)
-
     def _fit(self, train, valid):
+        """Train on ``train``; with ``valid``, stop when the validation metric stops improving."""
+        with torch_threads(self.config.threads):
+            self._train(train, valid)
+
+    def _train(self, train, valid):
         c, start = self.config, time.perf_counter()
         self._seen = self._matrix(train)
         users, items = (torch.from_numpy(a) for a in _pairs(train, self.n_users, self.n_items, "train"))
@@ -272,8 +271,6 @@ class TorchRecommender(Recommender):
         else:
             self.best_epoch = len(self.history)
         self.net.eval()
-        self.fit_seconds = time.perf_counter() - start
-        return self
 
     def _optimiser(self):
         return torch.optim.Adam(self.net.parameters(), lr=self.config.lr)

@@ -5,7 +5,7 @@ Every model in the workbook is scored by :class:`FullRankingEvaluator`, so numbe
 * **full ranking** -- each user's scores over *all* catalogue items are sorted (no sampled negatives);
 * **masking** -- items the user met in training (and, when scoring test, in validation) get ``-inf``
   and so can neither be recommended nor count as hits;
-* **ties** -- broken by lower item index (a stable sort), so results repeat exactly;
+* **ties** -- broken by lower item index (as a stable sort would), so results repeat exactly;
 * **users** -- a user with no target item left after masking is skipped (and counted as skipped).
 
 Per user, with ``rel_i`` = 1 if the item at rank ``i`` (1-based) is a target and ``T`` the user's targets:
@@ -25,6 +25,7 @@ A model is anything with ``scores(users: LongTensor) -> Tensor[len(users), n_ite
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -114,6 +115,49 @@ def gini(counts) -> float:
     return float((2 * (ranks * x).sum()) / (n * x.sum()) - (n + 1) / n)
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Run a block with ``n`` torch CPU threads (None: leave as is), restoring the setting after (notebook 02).
+
+    The evaluator and the small models are memory-bound: on a 2-core machine a second thread buys little,
+    and on a busy one it thrashes (we measured 3x slower), so they default to one thread.
+    """
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- exact top-k without a full sort
+
+
+def top_k_stable(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of each row's ``k`` best scores, ties broken by lower index -- a full stable sort's first ``k``
+    columns, computed with ``topk`` plus a tie fix-up (several times faster than sorting all items)."""
+    kth = torch.topk(scores, k, dim=1).values[:, -1:]  # the k-th best value per row
+    above = scores > kth
+    need = k - above.sum(1, keepdim=True)  # how many of the items tied at the k-th value still fit
+    tied = scores == kth
+    chosen = above | (tied & (torch.cumsum(tied, 1) <= need))  # the lowest-index tied items
+    idx = chosen.nonzero()[:, 1].view(len(scores), k)  # exactly k per row, in index order
+    order = torch.sort(scores.gather(1, idx), dim=1, descending=True, stable=True).indices
+    return idx.gather(1, order)
+
+
+def first_hit_rank(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1-based rank of each row's best-ranked target in the full ranking (ties by lower index)."""
+    target_scores = scores.masked_fill(~targets, float("-inf"))
+    best = target_scores.max(1, keepdim=True).values
+    # argmax documents returning the first maximal index: the lowest-index target among the best-scored
+    best_idx = (targets & (target_scores == best)).int().argmax(1, keepdim=True)
+    cols = torch.arange(scores.shape[1]).unsqueeze(0)
+    ahead = (scores > best) | ((scores == best) & (cols < best_idx))
+    return ahead.sum(1) + 1
+
+
 # ---------------------------------------------------------------- the evaluator
 
 
@@ -126,9 +170,10 @@ class EvalResult:
     protocol: str
     n_users: int  # users evaluated
     n_skipped: int  # users with no target left after masking
-    seconds: float
+    seconds: float  # wall clock
     per_user: dict = field(default_factory=dict, repr=False)  # "NDCG@10" -> np.ndarray over evaluated users
     users: np.ndarray = field(default=None, repr=False)  # which users, in the order of per_user
+    cpu_seconds: float = 0.0  # CPU time: what the evaluation costs on an idle machine
 
     def __getitem__(self, name: str) -> float:
         return self.metrics[name]
@@ -158,13 +203,14 @@ class FullRankingEvaluator:
     """
 
     def __init__(self, train, targets, n_users: int, n_items: int, *, exclude: Iterable = (),
-                 ks=(5, 10, 20), protocol: str = "", batch_size: int = 1024):
+                 ks=(5, 10, 20), protocol: str = "", batch_size: int = 1024, threads: int | None = 1):
         self.ks = _check_ks(ks)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if len(targets) == 0:
             raise ValueError("the evaluation set (targets) is empty: nothing to evaluate; check the split")
         self.n_users, self.n_items, self.batch_size = int(n_users), int(n_items), int(batch_size)
+        self.threads = threads
         self.train = interaction_matrix(train, n_users, n_items, "train")
         self.mask = self.train.clone()
         # exclude: frames, or {name: frame} so the protocol can name what is masked
@@ -201,7 +247,11 @@ class FullRankingEvaluator:
 
     def evaluate(self, model) -> EvalResult:
         """Rank all items for every evaluated user and average the metrics (batched tensor ops)."""
-        start = time.perf_counter()
+        with torch_threads(self.threads):
+            return self._evaluate(model)
+
+    def _evaluate(self, model) -> EvalResult:
+        start, cpu = time.perf_counter(), time.process_time()
         kmax = max(self.ks)
         disc = dcg_discounts(self.n_items).float()
         ideal = torch.cumsum(disc, 0)  # ideal DCG with j targets = ideal[j - 1]
@@ -214,11 +264,11 @@ class FullRankingEvaluator:
             scores = self._scores(model, users).masked_fill(self.mask[users], float("-inf"))
             if torch.isnan(scores).any():
                 raise ValueError("scores contain NaN; the model diverged (lower the learning rate)")
-            order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-            rel = self.targets[users].gather(1, order).float()  # [B, n_items], 1 where a target sits
-            n_rel = rel.sum(1)
-            first = rel.argmax(1)  # every evaluated user has >= 1 target, so this is the first hit
-            per_user["MRR"].append(1.0 / (first.float() + 1))
+            targets = self.targets[users]
+            order = top_k_stable(scores, min(kmax, self.n_items))
+            rel = targets.gather(1, order).float()  # [B, kmax], 1 where a target sits
+            n_rel = targets.sum(1).float()
+            per_user["MRR"].append(1.0 / first_hit_rank(scores, targets).float())
             for k in self.ks:
                 hits = rel[:, :k].sum(1)
                 dcg = (rel[:, :k] * disc[:k]).sum(1)
@@ -237,7 +287,7 @@ class FullRankingEvaluator:
             metrics[f"AvgPop@{k}"] = pop_sum[k] / (len(self.users) * k)
             metrics[f"Gini@{k}"] = gini(exposure[k].numpy())
         return EvalResult(metrics, self.ks, self.protocol, len(self.users), self.n_skipped,
-                          time.perf_counter() - start, per_user, self.users.numpy())
+                          time.perf_counter() - start, per_user, self.users.numpy(), time.process_time() - cpu)
 
 
 def split_evaluator(split, part: str, n_users: int, n_items: int, ks=(5, 10, 20)) -> FullRankingEvaluator:
@@ -247,3 +297,17 @@ def split_evaluator(split, part: str, n_users: int, n_items: int, ks=(5, 10, 20)
     exclude = {"valid": split.valid} if part == "test" else {}
     return FullRankingEvaluator(split.train, getattr(split, part), n_users, n_items, exclude=exclude, ks=ks,
                                 protocol=f"{split.protocol}, {part} part")
+
+
+def paired_bootstrap(a: EvalResult, b: EvalResult, metric: str = "NDCG@10", n: int = 2000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-user ``a - b`` and its 95% paired-bootstrap interval (same users in both) (notebook 02)."""
+    if a.users is None or b.users is None or not np.array_equal(a.users, b.users):
+        raise ValueError("paired_bootstrap needs two results from the same evaluator (the same users)")
+    if metric not in a.per_user:
+        raise KeyError(f"no per-user values for {metric!r}; choose one of {sorted(a.per_user)}")
+    diff = a.per_user[metric] - b.per_user[metric]
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return float(diff.mean()), float(lo), float(hi)

@@ -72,6 +72,7 @@ def test_early_stopping_keeps_best_epoch(data):
     ev = FullRankingEvaluator(train, valid, N_USERS, N_ITEMS, ks=(10,))
     assert ev.evaluate(model)["NDCG@10"] == pytest.approx(hist["valid_NDCG@10"].max(), abs=1e-6)
     assert hist["loss"].iloc[-1] < hist["loss"].iloc[0]
+    assert model.fit_seconds > 0 and model.fit_cpu_seconds > 0
 
 
 def test_training_is_seeded(data):
@@ -92,7 +93,7 @@ def test_itemknn_tunes_neighbours_on_validation(data):
 def test_negatives_avoid_rated_items(data):
     train, _, _ = data
     model = B.BPR(N_USERS, N_ITEMS, B.BPRConfig(dim=4, progress=False, max_epochs=1)).fit(train)
-    users = torch.from_numpy(train["user"].to_numpy())
+    users = torch.tensor(train["user"].to_numpy())
     neg = model._negatives(users, torch.Generator().manual_seed(0))
     # three uniform draws leave P(still rated) = (8/40)^3 < 1%: nearly all negatives are unrated
     assert model._seen[users, neg].float().mean() < 0.02

@@ -187,3 +187,32 @@ def test_full_size_evaluation_is_fast():
     scores = torch.rand(n_users, n_items)
     ev.evaluate(scores)  # warm-up
     assert ev.evaluate(scores).seconds < 1.0
+
+
+def test_paired_bootstrap():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 200, 30
+    pairs = np.array([(u, i) for u in range(n_users) for i in rng.choice(n_items, 6, replace=False)])
+    train, test = pairs[::2], pairs[1::2]
+    ev = FullRankingEvaluator(train, test, n_users, n_items, ks=(5,))
+    oracle = torch.from_numpy(metrics.interaction_matrix(test, n_users, n_items).numpy().astype(np.float32))
+    good, bad = ev.evaluate(oracle), ev.evaluate(torch.rand(n_users, n_items))
+    mean, lo, hi = metrics.paired_bootstrap(good, bad, "NDCG@5")
+    assert lo <= mean <= hi and lo > 0.3
+    assert metrics.paired_bootstrap(good, good, "NDCG@5") == (0.0, 0.0, 0.0)
+    other = FullRankingEvaluator(train, test[:50], n_users, n_items, ks=(5,)).evaluate(oracle)
+    with pytest.raises(ValueError, match="same users"):
+        metrics.paired_bootstrap(good, other)
+
+
+def test_top_k_stable_equals_a_full_stable_sort():
+    rng = np.random.default_rng(0)
+    scores = torch.from_numpy(rng.integers(0, 4, (50, 30)).astype(np.float32))
+    scores[:, :5] = float("-inf")  # masked items tie at -inf
+    full = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    for k in (1, 7, 25, 30):
+        assert torch.equal(metrics.top_k_stable(scores, k), full[:, :k])
+    targets = torch.from_numpy(rng.random((50, 30)) < 0.2)
+    targets[:, 10] = True
+    rank = (targets.gather(1, full).int().argmax(1) + 1)
+    assert torch.equal(metrics.first_hit_rank(scores, targets), rank)
