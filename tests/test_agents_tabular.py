@@ -136,3 +136,15 @@ def test_bad_models_and_arguments():
         tb.train_td(slippery(), tb.TDConfig(episodes=1), "td_lambda")
     with pytest.raises(ValueError, match="deterministic policy"):
         tb.policy_value(slippery(), np.array([0, 5, 0]), 0.9)
+
+
+@pytest.mark.parametrize("method", tb.METHODS)
+def test_parallel_episodes_learn_the_same_optimum(method):
+    mdp, g = slippery(0.2), 0.95
+    V, _ = tb.value_iteration(mdp, g)
+    result = tb.train_td(mdp, tb.TDConfig(episodes=2000, gamma=g, seed=1, epsilon_end=0.01), method,
+                         parallel=64, eval_every=500)
+    assert result.returns.shape == (2000,) and np.all(result.returns > 0)  # every episode was played
+    assert list(result.curve_episodes) == [500, 1000, 1500, 2000]
+    assert result.curve_values[-1] == pytest.approx(tb.policy_value(mdp, result.policy, g))
+    assert result.curve_values[-1] >= 0.99 * V[0]

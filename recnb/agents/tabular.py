@@ -390,3 +390,24 @@ def train_td(mdp: TabularMDP, config: TDConfig = TDConfig(), method: str = "q_le
 def config_table(config) -> str:
     """A dataclass config as ``name = value`` lines, for printing beside results (notebook 05)."""
     return "\n".join(f"{k:>24} = {v}" for k, v in asdict(config).items())
+
+
+def q_update_cases() -> list:
+    """Hand-worked cases for the notebook-05 exercise ``q_update(Q, s, a, r, s_next, terminated, alpha, gamma)``."""
+    from ..exercises import Case
+
+    def q(*rows):
+        return np.array(rows, dtype=float)
+
+    return [
+        Case((q([0, 0], [1, 2]), 0, 1, 1.0, 1, False, 0.5, 0.9), q([0, 1.4], [1, 2]),
+             "target = r + gamma * max_a' Q(s', a') = 1 + 0.9 * 2 = 2.8; move Q(s, a) half of the way there"),
+        Case((q([0, 0], [1, 2]), 0, 1, 1.0, 1, True, 0.5, 0.9), q([0, 0.5], [1, 2]),
+             "terminated: the user left, there is no future to bootstrap from, so target = r"),
+        Case((q([0, 3], [1, 2]), 0, 1, 0.0, 1, False, 0.1, 0.5), q([0, 2.8], [1, 2]),
+             "a step of alpha times the TD error (target - Q(s, a)): 3 + 0.1 * (1 - 3); do not overwrite Q(s, a)"),
+        Case((q([0, 0], [5, -1]), 1, 1, 2.0, 0, False, 1.0, 0.0), q([0, 0], [5, 2]),
+             "gamma = 0 is myopic: the target is the immediate reward alone"),
+        Case((q([2, 0], [0, 0]), 1, 0, 0.0, 0, False, 1.0, 0.5), q([2, 0], [1, 0]),
+             "the bootstrap uses the best next action, max_a' Q(s', a'), not the mean of Q(s', .)"),
+    ]
