@@ -80,6 +80,8 @@ class DQNConfig:
     """Width of the state and item embeddings whose dot product is Q."""
     hidden: int = 64
     """Hidden width of the state and item towers."""
+    linear_items: bool = False
+    """Item tower ``g`` linear in the item features (robust argmax over many items) or an MLP."""
     network: str = "qnet"
     """``"qnet"`` (state and item features) or ``"naive"`` (the article's user-id x item-id embeddings)."""
     device: str = "auto"
@@ -114,7 +116,8 @@ class DQNConfig:
              f"{self.n_envs * max(self.n_step, 2)} transitions; raise buffer_size or lower n_envs")
         need(self.network in ("qnet", "naive"), f"network must be 'qnet' or 'naive', got {self.network!r}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        need(isinstance(self.double_dqn, bool) and isinstance(self.autocast, bool), "double_dqn and autocast must be True or False")
+        need(all(isinstance(v, bool) for v in (self.double_dqn, self.autocast, self.linear_items)),
+             "double_dqn, autocast and linear_items must be True or False")
 
     def epsilon(self, step: int) -> float:
         """Linear epsilon schedule at environment step ``step``."""
@@ -203,7 +206,7 @@ class DQN:
         cfg = self.config
         if cfg.network == "naive":
             return NaiveQNetwork(int(getattr(self.env, "n_calibration_users")), feats.shape[0], cfg.embed_dim)
-        return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden)
+        return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden, cfg.linear_items)
 
     def autocast(self):
         """bfloat16 autocast on CUDA when enabled; a no-op context on CPU."""
