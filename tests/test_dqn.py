@@ -57,9 +57,9 @@ def tiny_observe(env):
             "mask": env.available[env.s].clone()}
 
 
-def train_tiny(env, targets=dqn_targets, gamma=0.5, steps=6000, **kw):
-    cfg = DQNConfig(total_steps=steps, n_envs=16, buffer_size=2000, batch_size=64, learning_rate=1e-2, gamma=gamma,
-                    n_step=1, tau=0.2, epsilon_start=1.0, epsilon_end=1.0, learning_starts=0, embed_dim=16, hidden=32,
+def train_tiny(env, targets=dqn_targets, gamma=0.5, steps=2400, **kw):
+    cfg = DQNConfig(total_steps=steps, n_envs=16, buffer_size=1000, batch_size=64, learning_rate=2e-2, gamma=gamma,
+                    n_step=1, tau=0.3, epsilon_start=1.0, epsilon_end=1.0, learning_starts=0, embed_dim=16, hidden=32,
                     updates_per_collect=2, device="cpu", **kw)
     agent = DQN(env, cfg, observe=tiny_observe, item_feats=torch.eye(env.n_items), targets=targets)
     agent.train(progress=False)
@@ -128,7 +128,7 @@ def test_target_uses_next_state(targets, correct):
 def test_target_masks_consumed_items(targets, correct):
     env = TinyEnv(nxt=[[1, 1], [1, 1]], reward=[[10.0, 0.0], [0.0, 1.0]], terminal=[[False, False]] * 2,
                   available=[[True, False], [False, True]], obs_of=[0, 0], horizon=5)
-    agent = train_tiny(env, targets, steps=8000)
+    agent = train_tiny(env, targets, steps=3200)
     assert close(agent, env, 0, [11.0, 2.0], 0.5) == correct, q_at(agent, env, 0)
 
 
