@@ -60,7 +60,7 @@ def tiny_observe(env):
 def train_tiny(env, targets=dqn_targets, gamma=0.5, steps=2400, **kw):
     cfg = DQNConfig(total_steps=steps, n_envs=16, buffer_size=1000, batch_size=64, learning_rate=2e-2, gamma=gamma,
                     n_step=1, tau=0.3, epsilon_start=1.0, epsilon_end=1.0, learning_starts=0, embed_dim=16, hidden=32,
-                    updates_per_collect=2, device="cpu", **kw)
+                    updates_per_collect=2, item_lr_scale=1.0, device="cpu", **kw)
     agent = DQN(env, cfg, observe=tiny_observe, item_feats=torch.eye(env.n_items), targets=targets)
     agent.train(progress=False)
     return agent
