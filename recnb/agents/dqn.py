@@ -80,6 +80,10 @@ class DQNConfig:
     """Width of the state and item embeddings whose dot product is Q."""
     hidden: int = 64
     """Hidden width of the state and item towers."""
+    item_lr_scale: float = 0.03
+    """Learning-rate multiplier of the item tower: < 1 keeps the item-by-item correction from outrunning its data."""
+    linear_items: bool = False
+    """Item tower ``g`` linear in the item features (robust argmax over many items) or an MLP."""
     network: str = "qnet"
     """``"qnet"`` (state and item features) or ``"naive"`` (the article's user-id x item-id embeddings)."""
     device: str = "auto"
@@ -107,6 +111,7 @@ class DQNConfig:
             need(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1], got {getattr(self, name)}")
         need(0 < self.exploration_fraction <= 1, f"exploration_fraction must be in (0, 1], got {self.exploration_fraction}")
         need(0 < self.tau <= 1, f"tau must be in (0, 1] (1 = hard update), got {self.tau}")
+        need(self.item_lr_scale > 0, f"item_lr_scale must be > 0, got {self.item_lr_scale}")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         need(self.huber_delta > 0 and self.max_grad_norm > 0, "huber_delta and max_grad_norm must be > 0")
         need(self.buffer_size >= self.n_envs * max(self.n_step, 2),
@@ -114,7 +119,8 @@ class DQNConfig:
              f"{self.n_envs * max(self.n_step, 2)} transitions; raise buffer_size or lower n_envs")
         need(self.network in ("qnet", "naive"), f"network must be 'qnet' or 'naive', got {self.network!r}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        need(isinstance(self.double_dqn, bool) and isinstance(self.autocast, bool), "double_dqn and autocast must be True or False")
+        need(all(isinstance(v, bool) for v in (self.double_dqn, self.autocast, self.linear_items)),
+             "double_dqn, autocast and linear_items must be True or False")
 
     def epsilon(self, step: int) -> float:
         """Linear epsilon schedule at environment step ``step``."""
@@ -192,7 +198,10 @@ class DQN:
         self.target = self._network(feats, obs["user"].shape[1]).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.learning_rate)
+        items = list(self.online.item_tower.parameters()) if hasattr(self.online, "item_tower") else []
+        others = [p for p in self.online.parameters() if all(p is not q for q in items)]
+        groups = [{"params": others}] + ([{"params": items, "lr": cfg.learning_rate * cfg.item_lr_scale}] if items else [])
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.learning_rate)
         self.buffer = ReplayBuffer(cfg.buffer_size, cfg.n_envs, obs["user"].shape[1], obs["history"].shape[1],
                                    feats.shape[0], self.device, with_immediate="immediate" in obs)
         self.env_steps, self.updates = 0, 0
@@ -203,7 +212,7 @@ class DQN:
         cfg = self.config
         if cfg.network == "naive":
             return NaiveQNetwork(int(getattr(self.env, "n_calibration_users")), feats.shape[0], cfg.embed_dim)
-        return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden)
+        return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden, cfg.linear_items)
 
     def autocast(self):
         """bfloat16 autocast on CUDA when enabled; a no-op context on CPU."""
@@ -354,8 +363,30 @@ class DQN:
                 _, idx, name = key.split(".", 2)
                 state.setdefault(int(idx), {})[name] = value if name == "step" else value.to(dev)
         groups = json.loads(meta["param_groups"])
-        for group in groups:
-            group["lr"] = agent.config.learning_rate
+        for group, fresh in zip(groups, agent.optimizer.param_groups):
+            group["lr"] = fresh["lr"]
         agent.optimizer.load_state_dict({"state": state, "param_groups": groups})
         agent.env_steps, agent.updates = int(meta["env_steps"]), int(meta["updates"])
         return agent
+
+
+@torch.no_grad()
+def q_vs_return(agent: DQN, sim, n_users: int = 500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted Q of the first greedy choice vs the Monte-Carlo discounted return that followed (notebook 06).
+
+    Return values beyond the episode's end count 0; a truncated episode is cut at the horizon, so
+    its Monte-Carlo return slightly undercounts what Q bootstraps (rare when users leave first).
+    """
+    if n_users < 1:
+        raise ValueError(f"n_users must be >= 1, got {n_users}")
+    gamma = agent.config.gamma
+    sim.reset(n_users, seed=seed)
+    q = agent.q_values(agent.observe(sim))
+    first = q.max(1).values
+    ret = torch.zeros(n_users, device=sim.device)
+    discount = 1.0
+    while bool(sim.active.any()):
+        _, reward, _, _, _ = sim.step(agent.q_values(agent.observe(sim)).argmax(1))
+        ret += discount * reward
+        discount *= gamma
+    return first.cpu().numpy(), ret.cpu().numpy()

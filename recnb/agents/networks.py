@@ -62,6 +62,18 @@ class Tower(nn.Module):
         return self.mlp(x) + self.skip(x)
 
 
+class LinearTower(nn.Module):
+    """A linear map with the same attributes as :class:`Tower` (``mlp[-1]`` and ``skip`` are the map)."""
+
+    def __init__(self, n_in: int, hidden: int, n_out: int):
+        super().__init__()
+        self.skip = nn.Linear(n_in, n_out)
+        self.mlp = nn.ModuleList([self.skip])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x)
+
+
 class QNetwork(nn.Module):
     """``Q(s, i) = v(s) + f(s) . g(x_i) + b(x_i) + w(s) * r(s, i)`` for all items in one product (notebook 06).
 
@@ -71,7 +83,8 @@ class QNetwork(nn.Module):
     how much an item is worth *beyond* its next click; ``v(s)`` carries the level all items share.
     """
 
-    def __init__(self, item_feats: torch.Tensor, user_dim: int, embed_dim: int = 64, hidden: int = 128):
+    def __init__(self, item_feats: torch.Tensor, user_dim: int, embed_dim: int = 64, hidden: int = 128,
+                 linear_items: bool = True):
         super().__init__()
         if item_feats.dim() != 2 or item_feats.shape[0] < 1:
             raise ValueError(f"item_feats must be a [n_items, n_features] tensor, got shape {tuple(item_feats.shape)}")
@@ -80,7 +93,9 @@ class QNetwork(nn.Module):
         mean, std = item_feats.mean(0), item_feats.std(0).clamp_min(1e-6) if len(item_feats) > 1 else torch.ones(item_feats.shape[1])
         # features are standardised once, with statistics kept in the state dict (they travel with checkpoints)
         self.register_buffer("item_x", ((item_feats - mean) / std).float())
-        self.item_tower = Tower(item_feats.shape[1], hidden, embed_dim + 1)  # last column = bias b(x_i)
+        # last column = bias b(x_i); a linear item tower keeps the argmax over thousands of items from
+        # chasing noise (a deep one overfits item by item), while f(s) stays deep
+        self.item_tower = (LinearTower if linear_items else Tower)(item_feats.shape[1], hidden, embed_dim + 1)
         self.history_proj = nn.Linear(embed_dim, embed_dim)
         self.state_tower = Tower(user_dim + embed_dim, hidden, embed_dim)
         self.gain = nn.Linear(embed_dim, 1)  # w(s) = softplus(gain(f(s)))

@@ -1,0 +1,112 @@
+"""recnb's DQN vs stable-baselines3's DQN on ``recnb/MovieLens-v0`` (notebook 06's benchmark).
+
+Both agents get matched hyperparameters (learning rate, discount, batch, buffer, target update,
+exploration schedule, gradient steps per environment step, vanilla DQN with 1-step targets) and
+the same number of environment steps; then recnb also gets SB3's wall-clock time. Prints one
+Markdown table for ``benchmarks/RESULTS.md``::
+
+    python benchmarks/dqn_vs_sb3.py --steps 10000
+
+Final return = mean return of the greedy learned policy on the same simulated users (simulator
+protocol, DESIGN section 7), long-term effects on, with a 95% confidence interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import recnb.envs  # noqa: F401  (registers recnb/MovieLens-v0)
+from recnb.agents.dqn import DQN, DQNConfig
+from recnb.policies import GreedyPolicy, evaluate_policy
+from recnb.simulator import SimulatorConfig, UserSimulator
+
+
+class SB3Policy:
+    """Wraps an SB3 model as a batched ``policy(sim)`` for ``evaluate_policy``."""
+
+    name = "sb3-dqn"
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, sim):
+        s = sim.state
+        obs = {"history": s.history.numpy().astype(np.int64), "mask": s.available.numpy().astype(np.int8)}
+        actions, _ = self.model.predict(obs, deterministic=True)
+        return torch.as_tensor(np.asarray(actions), dtype=torch.long)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=10_000, help="environment steps for each agent")
+    parser.add_argument("--eval-users", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both agents")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from stable_baselines3 import DQN as SB3DQN
+    import stable_baselines3
+
+    sim_config = SimulatorConfig(long_term=True)
+    base = UserSimulator.movielens(sim_config)
+    n_envs = 128
+    hp = dict(learning_rate=1e-3, gamma=0.9, batch_size=256, buffer_size=50_000, tau=0.05, epsilon_start=1.0,
+              epsilon_end=0.05, exploration_fraction=0.3, learning_starts=1_000)
+    cfg = DQNConfig(total_steps=args.steps, n_envs=n_envs, n_step=1, double_dqn=False, updates_per_collect=1,
+                    target_update_every=1, device="cpu", **hp)
+    rows = []
+
+    # stable-baselines3: one gymnasium env, one Python call per step; updates matched per env step
+    env = gym.make("recnb/MovieLens-v0", simulator=base)
+    model = SB3DQN("MultiInputPolicy", env, learning_rate=hp["learning_rate"], gamma=hp["gamma"],
+                   batch_size=hp["batch_size"], buffer_size=hp["buffer_size"], tau=hp["tau"],
+                   target_update_interval=n_envs, train_freq=n_envs, gradient_steps=1,
+                   exploration_initial_eps=hp["epsilon_start"], exploration_final_eps=hp["epsilon_end"],
+                   exploration_fraction=hp["exploration_fraction"], learning_starts=hp["learning_starts"],
+                   seed=0, device="cpu", verbose=0)
+    start = time.perf_counter()
+    model.learn(total_timesteps=args.steps)
+    sb3_seconds = time.perf_counter() - start
+    rows.append(("stable-baselines3 DQN", args.steps, sb3_seconds, SB3Policy(model)))
+
+    # recnb: the same steps, batched collection on the core simulator
+    agent = DQN(base.with_config(sim_config), cfg)
+    start = time.perf_counter()
+    agent.train(progress=False)
+    recnb_seconds = time.perf_counter() - start
+    rows.append(("recnb DQN (same env steps)", args.steps, recnb_seconds, agent.policy()))
+
+    # recnb again, for SB3's wall-clock time (capped at 20x the steps)
+    rate = args.steps / recnb_seconds
+    budget_steps = int(min(rate * sb3_seconds, 20 * args.steps))
+    agent2 = DQN(base.with_config(sim_config), DQNConfig(**{**cfg.__dict__, "total_steps": budget_steps}))
+    start = time.perf_counter()
+    agent2.train(progress=False)
+    rows.append(("recnb DQN (SB3's wall-clock)", budget_steps, time.perf_counter() - start, agent2.policy()))
+
+    evaluator = base.with_config(sim_config)
+    results = [(name, steps, secs, evaluate_policy(evaluator, pol, n_users=args.eval_users, seed=12345).summary())
+               for name, steps, secs, pol in rows]
+    greedy = evaluate_policy(evaluator, GreedyPolicy(), n_users=args.eval_users, seed=12345).summary()
+
+    print(f"\n### DQN: recnb vs stable-baselines3 {stable_baselines3.__version__} on recnb/MovieLens-v0\n")
+    print(f"`python benchmarks/dqn_vs_sb3.py --steps {args.steps}` · torch {torch.__version__} · "
+          f"{args.threads} torch thread(s) · {platform.processor() or platform.machine()} · long-term effects on · "
+          f"eval: {args.eval_users} simulated users, seed 12345 (simulator protocol)\n")
+    print("| agent | env steps | wall s | env steps/s | final return (95% CI) | session length |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, steps, secs, s in results:
+        print(f"| {name} | {steps} | {secs:.1f} | {steps / secs:.0f} | {s['return']:.2f} ± {s['return_ci95']:.2f} | "
+              f"{s['length']:.1f} |")
+    print(f"| greedy (reference, no training) | - | - | - | {greedy['return']:.2f} ± {greedy['return_ci95']:.2f} | "
+          f"{greedy['length']:.1f} |")
+    print(f"\nenv-steps/s ratio recnb / SB3 (same steps, same run): {(args.steps / recnb_seconds) / (args.steps / sb3_seconds):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
