@@ -77,7 +77,8 @@ class ReplayBuffer:
         out["reward"], out["discount"], out["steps"] = reward, gamma ** steps.float(), steps
         return out
 
-    def next_obs(self, batch: dict) -> dict:
+    @staticmethod
+    def next_obs(batch: dict) -> dict:
         """The bootstrap observation of a sampled batch, keyed like an observation."""
         return {"user": batch["next_user"], "history": batch["next_history"], "user_id": batch["next_user_id"],
                 "mask": batch["next_mask"]}
