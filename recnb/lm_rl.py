@@ -261,7 +261,7 @@ class FinetuneConfig:
     """Gradient steps (each reruns the top layer(s) for the batch's items)."""
     batch_size: int = 64
     """Transitions per step, sampled from the trained agent's replay buffer."""
-    lm_lr: float = 3e-5
+    lm_lr: float = 1e-5
     """Learning rate of the transformer layer(s): small, so the pretrained weights move gently."""
     head_lr: float = 3e-4
     """Learning rate of the adapter (item tower) and the state tower."""
