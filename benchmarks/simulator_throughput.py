@@ -32,14 +32,18 @@ from recnb.simulator import PerUserSimulator, SimulatorConfig, UserSimulator, mo
 START, END = "<!-- simulator_throughput:start -->", "<!-- simulator_throughput:end -->"
 
 
-def timed(step, seconds: float) -> tuple[int, float]:
-    """Call ``step()`` (which returns user-steps done) for about ``seconds``; returns (user-steps, elapsed)."""
+def timed(step, seconds: float) -> tuple[int, float, float]:
+    """Call ``step()`` (which returns user-steps done) for about ``seconds``; returns (user-steps, wall s, CPU s).
+
+    CPU seconds (this process) are what a dedicated core would need: on a shared, overloaded
+    machine the wall-clock rate mostly measures the other tenants.
+    """
     for _ in range(3):  # warm-up
         step()
-    done, start = 0, time.perf_counter()
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
     while (elapsed := time.perf_counter() - start) < seconds:
         done += step()
-    return done, elapsed
+    return done, elapsed, time.process_time() - cpu
 
 
 def batched_core(calibration, config, n_users: int, seconds: float):
@@ -111,35 +115,35 @@ def main(argv=None) -> int:
     config = SimulatorConfig()
     rows = []
     for n in (1, 64, 1024):
-        steps, secs = batched_core(calibration, config, n, args.seconds)
-        rows.append(("batched core (torch)", n, steps / secs))
-        print(f"{rows[-1][0]:32s} {n:5d} users {rows[-1][2]:14,.0f} user-steps/s", flush=True)
-        steps, secs = per_user_loop(calibration, config, n, args.seconds)
-        rows.append(("per-user loop (NumPy)", n, steps / secs))
-        print(f"{rows[-1][0]:32s} {n:5d} users {rows[-1][2]:14,.0f} user-steps/s", flush=True)
-    steps, secs = gym_env(calibration, config, args.seconds)
-    rows.append((f"gymnasium env `{ENV_ID}`", 1, steps / secs))
-    print(f"{rows[-1][0]:32s} {1:5d} users {rows[-1][2]:14,.0f} user-steps/s", flush=True)
+        for name, engine in (("batched core (torch)", batched_core), ("per-user loop (NumPy)", per_user_loop)):
+            steps, wall, cpu = engine(calibration, config, n, args.seconds)
+            rows.append((name, n, steps / wall, steps / cpu))
+            print(f"{name:36s} {n:5d} users {steps / wall:12,.0f} /wall-s {steps / cpu:12,.0f} /CPU-s", flush=True)
+    steps, wall, cpu = gym_env(calibration, config, args.seconds)
+    rows.append((f"gymnasium env `{ENV_ID}`", 1, steps / wall, steps / cpu))
+    print(f"{rows[-1][0]:36s} {1:5d} users {steps / wall:12,.0f} /wall-s {steps / cpu:12,.0f} /CPU-s", flush=True)
 
-    rate = {(name.split(" ")[0], n): r for name, n, r in rows}
+    rate = {(name.split(" ")[0], n): r for name, n, _, r in rows}  # targets judged per CPU-second
     speedup = rate[("batched", 1024)] / rate[("per-user", 1024)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    table = "\n".join(f"| {name} | {n:,} | {r:,.0f} |" for name, n, r in rows)
+    table = "\n".join(f"| {name} | {n:,} | {w:,.0f} | {c:,.0f} |" for name, n, w, c in rows)
     section = f"""{START}
 ## Simulator throughput (`benchmarks/simulator_throughput.py`)
 
 Random item ids, finished users restarted at once, default `SimulatorConfig` (long-term effects on),
 MovieLens-100K calibration. {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,
 torch {torch.__version__} with {torch.get_num_threads()} threads, load average {load:.1f} when it ran
-(a shared machine: absolute numbers are pessimistic; the ratios come from one run).
+(a shared machine: wall-clock rates are pessimistic; per CPU-second of this process is what one
+dedicated core does, and the ratios come from one run).
 
-| engine | users stepped together | user-steps/s |
-|---|---:|---:|
+| engine | users stepped together | user-steps / wall s | user-steps / CPU s |
+|---|---:|---:|---:|
 {table}
 
-Batched core vs the per-user loop at 1,024 users: **{speedup:.0f}x**. Targets (issue 5): batched core
->= 1,000,000 user-steps/s at 1,024 users on 2 cores -- {'met' if rate[('batched', 1024)] >= 1e6 else 'MISSED'} here;
-single-user env >= 10,000 steps/s -- {'met' if rate[('gymnasium', 1)] >= 1e4 else 'MISSED'} here. (RecSim's
+Batched core vs the per-user loop at 1,024 users: **{speedup:.0f}x** (per CPU-second). Targets (issue 5),
+judged per CPU-second: batched core >= 1,000,000 user-steps/s at 1,024 users --
+{'met' if rate[('batched', 1024)] >= 1e6 else 'MISSED'} ({rate[('batched', 1024)]:,.0f}); single-user env >= 10,000 steps/s --
+{'met' if rate[('gymnasium', 1)] >= 1e4 else 'MISSED'} ({rate[('gymnasium', 1)]:,.0f}). (RecSim's
 ~10,000 steps/s with 10 candidates is the issue's figure, not measured here.)
 {END}"""
     print("\n" + section)

@@ -15,6 +15,17 @@ API (stable: notebooks 05-08 build on it)::
     sim.expected_reward()   # FloatTensor [B, n_items]: immediate expected reward of showing each item
                             # alone, under the simulator's own model (what the greedy policy maximises)
     sim.item_factors, sim.item_genres, sim.item_popularity   # item features for agents
+    sim.state               # UserState: hidden per-user tensors (preference, exposure, satisfaction, ...)
+    sim.reset_where(mask)   # restart the finished users only (vector-env autoreset)
+    UserSimulator.movielens(config)          # the standard one: Track-A train split 0, cached calibration
+    sim.with_config(SimulatorConfig(long_term=False))   # same calibration, other dynamics
+    SimulatorConfig().with_strength(s)       # long-term effects scaled by s (0 == long_term=False)
+    PerUserSimulator(sim.calibration, config)  # the same dynamics, one user, NumPy (gym env, benchmark)
+
+Observations are ``{"history": [B, K] last consumed items (pad = n_items), "mask": [B, N] True =
+available, "step": [B]}``. For speed they, and the ``[B, N]`` views (``predicted_rating``,
+``click_probability``, ``expected_reward``, cached until the next step), are the simulator's own
+tensors: read them, ``.clone()`` what you keep past the next step, never modify them.
 
 **Calibration** (training split only): an explicit-rating matrix factorisation with biases,
 ``r(u, i) = mu + b_u + b_i + p_u . q_i`` (``dim`` factors, L2, full-batch Adam, seeded), fitted to

@@ -256,3 +256,31 @@ def test_per_user_reference_rejects_bad_actions(calibration):
         single.step(1.5)
     with pytest.raises(ValueError, match="1 item id"):
         single.step([1, 2])
+
+
+def test_greedy_is_exactly_optimal_when_long_term_off(calibration):
+    """Exhaustive dynamic programming over (consumed set, step) on a 6-item slice of one user."""
+    from functools import lru_cache
+
+    sim = make(calibration, long_term=False, mask_train_items=False)
+    sim.reset(1, seed=0, users=[5])
+    p_all = sim.click_probability()[0].double().numpy()  # constant when long-term effects are off
+    items = np.argsort(p_all)[::8][:6]  # a spread of click chances
+    p, stay, horizon = p_all[items], 1 - sim.config.leave_base, 5
+
+    def value(choose):
+        @lru_cache(maxsize=None)
+        def v(consumed: frozenset, t: int) -> float:
+            if t == horizon:
+                return 0.0
+            options = [i for i in range(len(p)) if i not in consumed] or [0]
+            q = {i: (p[i] if i not in consumed else 0.0) * (1 + stay * v(consumed | {i}, t + 1))
+                 + (1 - (p[i] if i not in consumed else 0.0)) * stay * v(consumed, t + 1) for i in options}
+            return choose(q)
+        return v(frozenset(), 0)
+
+    optimal = value(lambda q: max(q.values()))
+    greedy = value(lambda q: q[max(q, key=lambda i: p[i])])  # best immediate expected click
+    assert greedy == pytest.approx(optimal, abs=1e-12)
+    worst = value(lambda q: min(q.values()))
+    assert optimal > worst + 0.1  # the check can fail: actions do matter here
