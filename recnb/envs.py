@@ -29,7 +29,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .simulator import SimulatorConfig, UserSimulator
+from .simulator import PerUserSimulator, SimulatorConfig, UserSimulator
 
 ENV_ID = "recnb/MovieLens-v0"
 
@@ -50,44 +50,28 @@ def _simulator(simulator: UserSimulator | None, config: SimulatorConfig | None) 
 
 
 class MovieLensEnv(gym.Env):
-    """One simulated MovieLens user as a gymnasium ``Env`` (notebook 04)."""
+    """One simulated MovieLens user as a gymnasium ``Env``, on the NumPy per-user engine (notebook 04)."""
 
     metadata = {"render_modes": []}
 
     def __init__(self, simulator: UserSimulator | None = None, config: SimulatorConfig | None = None):
-        self.sim = _simulator(simulator, config)
-        self.action_space, self.observation_space = _spaces(self.sim)
-        self._done = True
+        batched = _simulator(simulator, config)
+        self.sim = PerUserSimulator(batched.calibration, batched.config)
+        self.action_space, self.observation_space = _spaces(batched)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        user = None if not options or "user" not in options else [int(options["user"])]
-        self.sim.reset(1, seed=int(self.np_random.integers(0, 2**62)), users=user)
-        self._done = False
-        return self._observation(), self._info()
+        user = None if not options or "user" not in options else int(options["user"])
+        self.sim.reset(seed=int(self.np_random.integers(0, 2**62)), user=user)
+        return self._observation(), {"action_mask": self.sim.available.copy()}
 
     def step(self, action):
-        if self._done:
-            raise RuntimeError("this episode has ended (the user left or the horizon was reached); call reset()")
-        slate = np.asarray(action)
-        if slate.dtype.kind not in "iu":
-            raise TypeError(f"action must be an integer item id, got {action!r}")
-        _, reward, terminated, truncated, info = self.sim.step(torch.as_tensor(slate.reshape(1, -1), dtype=torch.long))
-        term, trunc = bool(terminated[0]), bool(truncated[0])
-        self._done = term or trunc
-        extra = {"clicked": bool(info["clicked"][0]), "item": int(info["item"][0]),
-                 "rating": float(info["rating"][0]), "satisfaction": float(info["satisfaction"][0])}
-        return self._observation(), float(reward[0]), term, trunc, self._info(extra)
+        reward, terminated, truncated, info = self.sim.advance(action)
+        info["action_mask"] = self.sim.available.copy()
+        return self._observation(), reward, terminated, truncated, info
 
     def _observation(self) -> dict:
-        s = self.sim.state
-        return {"history": s.history[0].numpy().astype(np.int64), "mask": s.available[0].numpy().astype(np.int8)}
-
-    def _info(self, extra: dict | None = None) -> dict:
-        info = {"action_mask": self.sim.state.available[0].numpy().copy()}
-        if extra:
-            info.update(extra)
-        return info
+        return {"history": self.sim.history.copy(), "mask": self.sim.available.astype(np.int8)}
 
 
 class MovieLensVectorEnv(VectorEnv):

@@ -37,15 +37,19 @@ class Signals:
     """What the user did with one shown item; fields broadcast together (notebook 04).
 
     ``click`` is 1.0/0.0 (or a bool); ``rating`` is the user's rating in [1, 5] of the item as it
-    would be consumed *now* (meaningful only where clicked); ``novelty`` in (0, 1] is 1 for a
-    genre the user has not consumed recently and falls towards 0 with recent exposure;
-    ``exposure`` >= 0 is the user's recent consumption of the item's genres (what drives fatigue).
+    would be consumed *now* (meaningful only where clicked); ``exposure`` >= 0 is the user's
+    recent consumption of the item's genres (what drives fatigue); ``novelty`` =
+    ``exp(-exposure)`` in (0, 1] is 1 for a genre not consumed lately (computed only when used).
     """
 
     click: Any
     rating: Any
-    novelty: Any = 1.0
     exposure: Any = 0.0
+
+    @property
+    def novelty(self):
+        e = self.exposure
+        return torch.exp(-e) if isinstance(e, torch.Tensor) else np.exp(-np.asarray(e, dtype=np.float32))
 
 
 RewardFn = Callable[[Signals], Any]

@@ -15,6 +15,17 @@ API (stable: notebooks 05-08 build on it)::
     sim.expected_reward()   # FloatTensor [B, n_items]: immediate expected reward of showing each item
                             # alone, under the simulator's own model (what the greedy policy maximises)
     sim.item_factors, sim.item_genres, sim.item_popularity   # item features for agents
+    sim.state               # UserState: hidden per-user tensors (preference, exposure, satisfaction, ...)
+    sim.reset_where(mask)   # restart the finished users only (vector-env autoreset)
+    UserSimulator.movielens(config)          # the standard one: Track-A train split 0, cached calibration
+    sim.with_config(SimulatorConfig(long_term=False))   # same calibration, other dynamics
+    SimulatorConfig().with_strength(s)       # long-term effects scaled by s (0 == long_term=False)
+    PerUserSimulator(sim.calibration, config)  # the same dynamics, one user, NumPy (gym env, benchmark)
+
+Observations are ``{"history": [B, K] last consumed items (pad = n_items), "mask": [B, N] True =
+available, "step": [B]}``. For speed they, and the ``[B, N]`` views (``predicted_rating``,
+``click_probability``, ``expected_reward``, cached until the next step), are the simulator's own
+tensors: read them, ``.clone()`` what you keep past the next step, never modify them.
 
 **Calibration** (training split only): an explicit-rating matrix factorisation with biases,
 ``r(u, i) = mu + b_u + b_i + p_u . q_i`` (``dim`` factors, L2, full-batch Adam, seeded), fitted to
@@ -335,6 +346,7 @@ class UserSimulator:
         self._train_history = self._train_history.to(dev)
         self.reward_fn: Callable = rewards_mod.get(self.config.reward)
         self.state: UserState | None = None
+        self._cache: dict = {}
         self.generator: torch.Generator | None = None
 
     @classmethod
@@ -421,6 +433,7 @@ class UserSimulator:
             who = torch.as_tensor(users, dtype=torch.long, device=self.device).reshape(-1)
             if who.numel() != n or who.min() < 0 or who.max() >= self.n_calibration_users:
                 raise ValueError(f"users must be {n} calibration rows in [0, {self.n_calibration_users})")
+        self._cache.clear()
         s, cfg = self.state, self.config
         s.user[rows] = who
         s.base[rows] = self.mu + self.user_bias[who]
@@ -451,35 +464,52 @@ class UserSimulator:
         """BoolTensor [B, N]: True where an item has not been consumed yet; live, clone to keep (notebook 04)."""
         return self._require_reset().available
 
+    # The [B, N] views below are cached until the next step or reset (policies ask for several of
+    # them each step); they are shared, so treat them as read-only.
+    def _cached(self, name: str, compute):
+        value = self._cache.get(name)
+        if value is None:
+            value = self._cache[name] = compute()
+        return value
+
     def predicted_rating(self) -> torch.Tensor:
         """FloatTensor [B, N]: each user's current rating of every item (fatigue included), in [1, 5]."""
         s = self._require_reset()
-        base = s.base.unsqueeze(1) + self.item_bias[None, :] + s.preference @ self.item_factors.T
-        if self.config.long_term:
-            base = base - self.config.fatigue_strength * self.exposure_of_items()
-        return base.clamp(1.0, 5.0)
+
+        def compute():
+            base = torch.addmm(s.base.unsqueeze(1) + self.item_bias.unsqueeze(0), s.preference, self.item_factors.T)
+            if self.config.long_term:
+                base = base.sub_(self.exposure_of_items(), alpha=self.config.fatigue_strength)
+            return base.clamp_(1.0, 5.0)
+
+        return self._cached("rating", compute)
 
     def exposure_of_items(self) -> torch.Tensor:
         """FloatTensor [B, N]: each user's recent exposure to every item's genres."""
         s = self._require_reset()
-        return s.exposure @ self._genre_share.T
+        return self._cached("exposure", lambda: s.exposure @ self._genre_share.T)
 
     def click_probability(self) -> torch.Tensor:
         """FloatTensor [B, N]: chance each item is clicked when shown alone (0 if consumed) (notebook 04)."""
         s = self._require_reset()
-        p = torch.sigmoid((self.predicted_rating() - self.config.click_threshold) / self.config.click_temperature)
-        return p * s.available
+        cfg = self.config
+        return self._cached("click", lambda: torch.sigmoid_(
+            (self.predicted_rating() - cfg.click_threshold) * (1.0 / cfg.click_temperature)).mul_(s.available))
 
     def expected_reward(self, reward=None) -> torch.Tensor:
         """FloatTensor [B, N]: immediate expected reward of showing each item alone (greedy maximises it) (notebook 04)."""
         fn = self.reward_fn if reward is None else rewards_mod.get(reward)
-        rating = self.predicted_rating()
-        exposure = self.exposure_of_items()
         p = self.click_probability()
-        novelty = torch.exp(-exposure)
-        hit = fn(rewards_mod.Signals(torch.ones_like(p), rating, novelty, exposure))
-        miss = fn(rewards_mod.Signals(torch.zeros_like(p), torch.zeros_like(p), novelty, exposure))
-        return p * hit + (1 - p) * miss
+        if fn is rewards_mod.click:  # the common case: E[click] is the click probability
+            return p
+
+        def compute():
+            exposure = self.exposure_of_items()
+            hit = fn(rewards_mod.Signals(torch.ones_like(p), self.predicted_rating(), exposure))
+            miss = fn(rewards_mod.Signals(torch.zeros_like(p), torch.zeros_like(p), exposure))
+            return p * hit + (1 - p) * miss
+
+        return self._cached(("expected", fn), compute)
 
     # ------------------------------------------------------------ one step
     def step(self, actions):
@@ -489,6 +519,7 @@ class UserSimulator:
             raise RuntimeError("every episode in this batch has ended; call reset() before step()")
         cfg = self.config
         a = self._check_actions(actions)  # [B, k]
+        self._cache.clear()
         B, k = a.shape
         active = s.active
         act = active.float()
@@ -519,7 +550,7 @@ class UserSimulator:
         clicked_f = clicked.float()
         item_rating = item_rating * clicked_f
         # 3. reward of what happened
-        signals = rewards_mod.Signals(clicked_f, item_rating, torch.exp(-item_exposure), item_exposure)
+        signals = rewards_mod.Signals(clicked_f, item_rating, item_exposure)
         reward = self.reward_fn(signals) * act
         # 4. state: consumption, exposure (always tracked; it only hurts the user when long_term), drift, satisfaction
         s.available.scatter_(1, item.unsqueeze(1), (item_available & ~clicked).unsqueeze(1))
@@ -570,3 +601,155 @@ class UserSimulator:
             if bool((ordered[:, 1:] == ordered[:, :-1]).any()):
                 raise ValueError("a slate shows each item at most once; remove the duplicate item ids")
         return actions
+
+
+# ---------------------------------------------------------------- the same dynamics, one user at a time
+
+class PerUserSimulator:
+    """The same user model for one user at a time, in plain NumPy (notebook 04).
+
+    It is the reference the batched core is tested against (same seed -> the very same
+    trajectory, because both draw from a ``torch.Generator`` in the same order), the engine of the
+    single-user gymnasium env (a batch of one pays torch's per-op overhead; NumPy's is ~10x
+    smaller), and the per-user baseline of ``benchmarks/simulator_throughput.py``.
+    """
+
+    def __init__(self, calibration: Calibration, config: SimulatorConfig | None = None):
+        self.config = config if config is not None else SimulatorConfig()
+        if not isinstance(self.config, SimulatorConfig):
+            raise TypeError(f"config must be a SimulatorConfig, got {type(self.config).__name__}")
+        self.calibration = calibration
+        self.mu = np.float32(calibration.mu)
+        self.user_factors = calibration.user_factors.numpy().astype(np.float32)
+        self.user_bias = calibration.user_bias.numpy().astype(np.float32)
+        self.item_factors = calibration.item_factors.numpy().astype(np.float32)
+        self.item_bias = calibration.item_bias.numpy().astype(np.float32)
+        genres = calibration.item_genres.numpy().astype(np.float32)
+        self.genre_share = genres / genres.sum(1, keepdims=True)
+        self.n_items = self.item_factors.shape[0]
+        self._drift_scale = np.float32(np.linalg.norm(self.user_factors, axis=1).mean()
+                                       / max(np.linalg.norm(self.item_factors, axis=1).mean(), 1e-8))
+        self.reward_fn = rewards_mod.get(self.config.reward)
+        self.generator = None
+        self.done = True
+
+    def reset(self, seed: int | None = None, user: int | None = None) -> dict:
+        """Start one episode; ``seed`` fixes every draw that follows (notebook 04)."""
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.generator = torch.Generator().manual_seed(int(seed))
+        n_users = self.user_factors.shape[0]
+        if user is None:
+            user = int(torch.randint(0, n_users, (1,), generator=self.generator)[0])
+        if not 0 <= int(user) < n_users:
+            raise ValueError(f"user must be a calibration row in [0, {n_users}), got {user}")
+        cfg = self.config
+        self.user = int(user)
+        self.base = self.mu + self.user_bias[self.user]
+        self.preference = self.user_factors[self.user].copy()
+        self.exposure = np.zeros(self.genre_share.shape[1], dtype=np.float32)
+        self.satisfaction = np.float32(cfg.satisfaction_init)
+        self.available = np.ones(self.n_items, dtype=bool)
+        self.history = np.full(cfg.history_len, self.n_items, dtype=np.int64)
+        if cfg.mask_train_items:
+            seen = np.asarray(self.calibration.train_items[self.user], dtype=np.int64)
+            self.available[seen] = False
+            last = seen[-cfg.history_len:]
+            if len(last):
+                self.history[-len(last):] = last
+        self.t, self.done = 0, False
+        self._draws, self._next_draw = np.empty((0, 2)), 0
+        return self.observation()
+
+    def _draw(self) -> tuple[float, float]:
+        """The next (click, leave) uniforms; drawn in blocks, the same numbers as one draw a step."""
+        if self._next_draw == len(self._draws):
+            self._draws = torch.rand(128, 2, generator=self.generator).double().numpy()
+            self._next_draw = 0
+        u = self._draws[self._next_draw]
+        self._next_draw += 1
+        return float(u[0]), float(u[1])
+
+    def observation(self) -> dict:
+        """``{"history": [K] int64, "mask": [N] bool}`` (copies)."""
+        return {"history": self.history.copy(), "mask": self.available.copy()}
+
+    def step(self, action):
+        """Show an item (or a slate of ``slate_size``); returns ``(obs, reward, terminated, truncated, info)``."""
+        reward, terminated, truncated, info = self.advance(action)
+        return self.observation(), reward, terminated, truncated, info
+
+    def _check_action(self, action) -> np.ndarray:
+        if isinstance(action, (int, np.integer)) and not isinstance(action, bool) and self.config.slate_size == 1:
+            if not 0 <= action < self.n_items:
+                raise IndexError(f"item ids must be in [0, {self.n_items}), got {[int(action)]}")
+            return (int(action),)
+        shown = np.atleast_1d(np.asarray(action))
+        if shown.dtype.kind not in "iu":
+            raise TypeError(f"actions must be integer item ids, got {action!r}")
+        if shown.shape != (self.config.slate_size,):
+            raise ValueError(f"action must be {self.config.slate_size} item id(s), got shape {list(np.shape(action))}")
+        if shown.min() < 0 or shown.max() >= self.n_items:
+            raise IndexError(f"item ids must be in [0, {self.n_items}), got {shown.tolist()}")
+        if len(set(shown.tolist())) < len(shown):
+            raise ValueError("a slate shows each item at most once; remove the duplicate item ids")
+        return shown
+
+    def advance(self, action):
+        """:meth:`step` without building the observation: ``(reward, terminated, truncated, info)``."""
+        if self.done:
+            raise RuntimeError("this episode has ended (the user left or the horizon was reached); call reset()")
+        cfg = self.config
+        shown = self._check_action(action)
+        if len(shown) == 1:  # the common case in Python floats: a fraction of NumPy's per-call cost
+            i = int(shown[0])
+            item_exposure = float(self.genre_share[i] @ self.exposure)
+            rating = float(self.item_factors[i] @ self.preference) + float(self.item_bias[i]) + float(self.base)
+            if cfg.long_term:
+                rating -= cfg.fatigue_strength * item_exposure
+            rating = min(max(rating, 1.0), 5.0)
+            weight = math.exp((rating - cfg.click_threshold) / cfg.click_temperature) * bool(self.available[i])
+            u_click, u_leave = self._draw()
+            clicked = u_click * (1.0 + weight) < weight
+            item, item_rating = i, (rating if clicked else 0.0)
+        else:
+            exposure = self.genre_share[shown] @ self.exposure
+            rating = self.item_factors[shown] @ self.preference + self.item_bias[shown] + self.base
+            if cfg.long_term:
+                rating = rating - np.float32(cfg.fatigue_strength) * exposure
+            rating = np.clip(rating, 1.0, 5.0).astype(np.float32)
+            weight = np.exp((rating - np.float32(cfg.click_threshold)) * np.float32(1.0 / cfg.click_temperature))
+            weight = weight * self.available[shown]
+            u_click, u_leave = self._draw()
+            choice = int((u_click > np.cumsum(weight / (1.0 + weight.sum()))).sum())
+            clicked = choice < len(shown)
+            pick = min(choice, len(shown) - 1)
+            item, item_rating, item_exposure = int(shown[pick]), (float(rating[pick]) if clicked else 0.0), float(exposure[pick])
+        signals = rewards_mod.Signals(float(clicked), item_rating, item_exposure)
+        reward = float(self.reward_fn(signals))
+        self.exposure *= np.float32(cfg.fatigue_recovery)
+        if clicked:
+            self.available[item] = False
+            self.exposure += self.genre_share[item]
+            self.history[:-1] = self.history[1:]
+            self.history[-1] = item
+        if cfg.long_term:
+            if clicked:
+                self.preference = self.preference + np.float32(cfg.drift_rate) * (
+                    self.item_factors[item] * self._drift_scale - self.preference)
+                experience = min(max((item_rating - 1.0) * 0.25 - cfg.boredom * item_exposure, 0.0), 1.0)
+            else:
+                experience = cfg.no_click_experience
+            self.satisfaction = np.float32(self.satisfaction + cfg.satisfaction_rate * (experience - self.satisfaction))
+            leave_p = cfg.leave_base + cfg.leave_sensitivity * (1.0 - float(self.satisfaction)) ** 2
+        else:
+            leave_p = cfg.leave_base
+        self.t += 1
+        terminated = u_leave < leave_p
+        truncated = not terminated and self.t >= cfg.horizon
+        self.done = terminated or truncated
+        info = {"clicked": clicked, "item": item if clicked else -1, "rating": item_rating,
+                "satisfaction": float(self.satisfaction)}
+        return reward, terminated, truncated, info

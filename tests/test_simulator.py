@@ -221,3 +221,66 @@ def test_greedy_beats_baselines_when_long_term_off(calibration):
     greedy = evaluate_policy(sim, GreedyPolicy(), n_users=400, seed=0).mean_return
     for other in (RandomPolicy(seed=0), PopularityPolicy()):
         assert greedy > evaluate_policy(sim, other, n_users=400, seed=0).mean_return
+
+
+@pytest.mark.parametrize("kw", [{}, {"long_term": False}, {"slate_size": 3}, {"reward": "watch_time"}])
+def test_per_user_reference_follows_the_same_trajectory(calibration, kw):
+    from recnb.simulator import PerUserSimulator
+
+    batched, single = make(calibration, **kw), PerUserSimulator(calibration, SimulatorConfig(**kw))
+    k = batched.config.slate_size
+    for seed in range(6):
+        batched.reset(1, seed=seed)
+        single.reset(seed=seed)
+        assert single.user == int(batched.state.user[0])
+        rng = np.random.default_rng(seed)
+        while not single.done:
+            action = rng.choice(50, size=k, replace=False)
+            _, r1, te1, tr1, info1 = batched.step(torch.as_tensor(action).reshape(1, k))
+            _, r2, te2, tr2, info2 = single.step(action if k > 1 else int(action[0]))
+            assert int(info1["item"][0]) == info2["item"] and float(r1[0]) == pytest.approx(r2, abs=1e-5)
+            assert (bool(te1[0]), bool(tr1[0])) == (te2, tr2)
+            assert float(batched.state.satisfaction[0]) == pytest.approx(float(single.satisfaction), abs=1e-5)
+        assert not bool(batched.active[0])
+        np.testing.assert_array_equal(batched.available_mask()[0].numpy(), single.available)
+
+
+def test_per_user_reference_rejects_bad_actions(calibration):
+    from recnb.simulator import PerUserSimulator
+
+    single = PerUserSimulator(calibration)
+    single.reset(seed=0)
+    with pytest.raises(IndexError, match=r"\[0, 50\)"):
+        single.step(50)
+    with pytest.raises(TypeError, match="integer"):
+        single.step(1.5)
+    with pytest.raises(ValueError, match="1 item id"):
+        single.step([1, 2])
+
+
+def test_greedy_is_exactly_optimal_when_long_term_off(calibration):
+    """Exhaustive dynamic programming over (consumed set, step) on a 6-item slice of one user."""
+    from functools import lru_cache
+
+    sim = make(calibration, long_term=False, mask_train_items=False)
+    sim.reset(1, seed=0, users=[5])
+    p_all = sim.click_probability()[0].double().numpy()  # constant when long-term effects are off
+    items = np.argsort(p_all)[::8][:6]  # a spread of click chances
+    p, stay, horizon = p_all[items], 1 - sim.config.leave_base, 5
+
+    def value(choose):
+        @lru_cache(maxsize=None)
+        def v(consumed: frozenset, t: int) -> float:
+            if t == horizon:
+                return 0.0
+            options = [i for i in range(len(p)) if i not in consumed] or [0]
+            q = {i: (p[i] if i not in consumed else 0.0) * (1 + stay * v(consumed | {i}, t + 1))
+                 + (1 - (p[i] if i not in consumed else 0.0)) * stay * v(consumed, t + 1) for i in options}
+            return choose(q)
+        return v(frozenset(), 0)
+
+    optimal = value(lambda q: max(q.values()))
+    greedy = value(lambda q: q[max(q, key=lambda i: p[i])])  # best immediate expected click
+    assert greedy == pytest.approx(optimal, abs=1e-12)
+    worst = value(lambda q: min(q.values()))
+    assert optimal > worst + 0.1  # the check can fail: actions do matter here
