@@ -190,6 +190,8 @@ def test_qnetwork_scores_all_and_new_items():
     emb, bias = net.items(torch.randn(4, 5))  # four brand-new items, scored from features alone
     assert emb.shape == (4, 4) and bias.shape == (4,)
     assert NaiveQNetwork(3, 7)({"user_id": torch.tensor([0, 2])}).shape == (2, 7)
+    linear = QNetwork(feats, user_dim=3, embed_dim=4, hidden=8, linear_items=True)
+    assert torch.allclose(linear(obs), obs["immediate"], atol=1e-6)  # starts as greedy: Q = immediate reward
 
 
 @pytest.mark.parametrize("field, value, match", [
