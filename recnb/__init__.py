@@ -4,7 +4,7 @@ Modules (one concept each): ``config`` (paths, seeds, device, run profile), ``do
 verified, atomic files), ``data`` (MovieLens-100K), ``splits`` (evaluation protocols, histories),
 ``exercises`` (checkers for "your turn" cells), ``metrics`` and ``baselines`` (notebook 02), ``text``,
 ``embeddings`` and ``coldstart`` (03), ``rewards``, ``simulator``, ``policies`` and ``envs`` (04),
-``agents`` (tabular and bandits 05, DQN 06), ``genre_mdp`` (05), ``lm_rl`` and ``offline_rl`` (07),
+``agents`` (tabular and bandits 05, DQN 06), ``genre_mdp`` (05), ``offline_rl`` (07, used by 08),
 ``ope``, ``ope_sim``, ``robustness`` and ``comparison`` (08).
 """
 
