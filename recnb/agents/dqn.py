@@ -145,10 +145,10 @@ def select_actions(q: torch.Tensor, mask: torch.Tensor, epsilon: float, generato
     greedy = masked(q, mask).argmax(1)
     if epsilon <= 0:
         return greedy
-    noise = torch.rand(mask.shape, generator=generator, device=mask.device)
-    random_item = noise.masked_fill(~mask, -1.0).argmax(1)
-    explore = torch.rand(mask.shape[0], generator=generator, device=mask.device) < epsilon
-    return torch.where(explore, random_item, greedy)
+    explore = (torch.rand(mask.shape[0], generator=generator, device=mask.device) < epsilon).nonzero().squeeze(1)
+    # a uniformly random available item for the exploring users only (noise over the rest would be wasted)
+    noise = torch.rand(explore.shape[0], mask.shape[1], generator=generator, device=mask.device)
+    return greedy.index_copy(0, explore, noise.masked_fill_(~mask[explore], -1.0).argmax(1))
 
 
 def td_target(reward, discount, terminated, next_q_target, next_mask, next_q_online=None) -> torch.Tensor:

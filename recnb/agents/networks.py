@@ -154,30 +154,40 @@ class QNetwork(nn.Module):
         """Q-values [B, N] of every item (unmasked: callers mask), or [B] of ``actions`` only."""
         item_emb, bias = self.items()
         state = self.state(obs, item_emb)
-        if actions is None:
-            q = state @ item_emb.T + bias
-        else:  # one row per user: no [B, N] product, so a training step stays cheap
-            q = (state * item_emb.index_select(0, actions)).sum(1) + bias.index_select(0, actions)
-        q = q + (self.value(state) if actions is None else self.value(state).squeeze(1))
-        immediate = None
-        if "immediate" in obs:
-            immediate = obs["immediate"] if actions is None else _taken(obs["immediate"], actions)
-            w = F.softplus(self.gain(state))
-            q = q + (w * immediate if actions is None else w.squeeze(1) * immediate)
+        immediate = obs.get("immediate")
+        w = F.softplus(self.gain(state)) if immediate is not None else None  # [B, 1]
+        c = d = exposure = None
         if self.fatigue is not None:
-            q = q + self._fatigue_price(obs, state, immediate, actions)
-        return q
-
-    def _fatigue_price(self, obs, state, immediate, actions):
-        """``e(s, i) (c(s) r(s, i) + d(s))``: [B, N], or [B] of ``actions``."""
-        exposure = obs["user"][:, self.exposure_cols]  # [B, G]
-        c, d = self.fatigue(state).unbind(1)
+            c, d = self.fatigue(state).split(1, dim=1)  # [B, 1] each
+            exposure = obs["user"][:, self.exposure_cols]  # [B, G]
         if actions is None:
-            e = exposure @ self.genre_share.T
-            c, d = c[:, None], d[:, None]
-        else:
-            e = (exposure * self.genre_share.index_select(0, actions)).sum(1)
-        return e * (d if immediate is None else c * immediate + d)
+            return self._all_items(state, item_emb, bias, immediate, w, c, d, exposure)
+        # one row per user: no [B, N] product, so a training step stays cheap
+        q = (state * item_emb.index_select(0, actions)).sum(1) + bias.index_select(0, actions) + self.value(state)[:, 0]
+        gain = w[:, 0] if w is not None else None
+        if exposure is not None:
+            e = (exposure * self.genre_share.index_select(0, actions)).sum(1)  # e(s, a)
+            q = q + d[:, 0] * e
+            gain = gain + c[:, 0] * e if gain is not None else None
+        return q if gain is None else q + gain * _taken(immediate, actions)
+
+    def _all_items(self, state, item_emb, bias, immediate, w, c, d, exposure) -> torch.Tensor:
+        """[B, N] with as few [B, N] operations as possible: the forward pass over the whole catalogue.
+
+        Every term that is a state vector times an item vector is one matrix product,
+        ``[f(s), v(s), 1, d(s) e_s] . [g_i, 1, b_i, share_i]``; the click-model terms are one more,
+        ``r(s, i) (w(s) + c(s) e_s . share_i)``.
+        """
+        ones_b, ones_n = state.new_ones(state.shape[0], 1), item_emb.new_ones(item_emb.shape[0], 1)
+        left, right = [state, self.value(state), ones_b], [item_emb, ones_n, bias[:, None]]
+        if exposure is not None:
+            left.append(d * exposure)
+            right.append(self.genre_share)
+        q = torch.cat(left, 1) @ torch.cat(right, 1).T
+        if immediate is None:
+            return q
+        gain = w if exposure is None else torch.addmm(w, c * exposure, self.genre_share.T)  # [B, 1] or [B, N]
+        return q.addcmul_(immediate, gain)
 
 
 def _taken(values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
