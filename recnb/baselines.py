@@ -60,7 +60,8 @@ class Recommender:
         users = torch.as_tensor(users, dtype=torch.long)
         if users.numel() and (users.min() < 0 or users.max() >= self.n_users):
             raise IndexError(f"user ids must be in [0, {self.n_users}); got {users.min().item()}..{users.max().item()}")
-        return self._scores(users)
+        with torch.no_grad():  # scores are read, never trained through: no autograd graph to keep
+            return self._scores(users)
 
     def recommend(self, user: int, k: int = 10, exclude=None) -> np.ndarray:
         """Top-``k`` item indices for one user, skipping items in ``exclude`` (e.g. their training items)."""

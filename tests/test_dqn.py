@@ -60,7 +60,7 @@ def tiny_observe(env):
 def train_tiny(env, targets=dqn_targets, gamma=0.5, steps=2400, **kw):
     cfg = DQNConfig(total_steps=steps, n_envs=16, buffer_size=1000, batch_size=64, learning_rate=2e-2, gamma=gamma,
                     n_step=1, tau=0.3, epsilon_start=1.0, epsilon_end=1.0, learning_starts=0, embed_dim=16, hidden=32,
-                    updates_per_collect=2, item_lr_scale=1.0, device="cpu", **kw)
+                    updates_per_collect=2, item_lr_scale=1.0, fatigue_term=False, device="cpu", **kw)
     agent = DQN(env, cfg, observe=tiny_observe, item_feats=torch.eye(env.n_items), targets=targets)
     agent.train(progress=False)
     return agent
@@ -194,6 +194,20 @@ def test_qnetwork_scores_all_and_new_items():
     assert torch.allclose(linear(obs), obs["immediate"], atol=1e-6)  # starts as greedy: Q = immediate reward
 
 
+def test_fatigue_price_scores_genre_exposure():
+    share = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    net = QNetwork(torch.randn(3, 4), user_dim=4, embed_dim=4, hidden=8, linear_items=True,
+                   genre_share=share, exposure_cols=slice(1, 3))
+    obs = {"user": torch.tensor([[0.0, 2.0, 0.0, 1.0]]), "history": torch.tensor([[3]]), "immediate": torch.rand(1, 3)}
+    assert torch.allclose(net(obs), obs["immediate"], atol=1e-6)  # the price starts at 0: still greedy
+    torch.nn.init.constant_(net.fatigue.bias, -1.0)  # c = d = -1: Q -= exposure * (immediate + 1)
+    exposure = torch.tensor([[2.0, 1.0, 0.0]])  # user exposure [2, 0] spread over each item's genres
+    assert torch.allclose(net(obs), obs["immediate"] - exposure * (obs["immediate"] + 1), atol=1e-6)
+    assert torch.allclose(net(obs, torch.tensor([1])), net(obs)[:, 1], atol=1e-6)
+    with pytest.raises(ValueError, match="exposure_cols"):
+        QNetwork(torch.randn(3, 4), user_dim=4, genre_share=share, exposure_cols=slice(1, 2))
+
+
 @pytest.mark.parametrize("field, value, match", [
     ("gamma", 1.0, "gamma"), ("gamma", -0.1, "gamma"), ("epsilon_end", 1.5, "epsilon_end"), ("tau", 0.0, "tau"),
     ("n_step", 0, "n_step"), ("buffer_size", 10, "buffer_size"), ("network", "mlp", "network"), ("device", "tpu", "device"),
@@ -238,6 +252,12 @@ def test_trains_on_the_simulator_and_checkpoint_round_trips_and_resumes(tmp_path
         DQN.load(tmp_path / "missing.safetensors", sim)
     with pytest.raises(TypeError, match="unknown"):
         DQN.load(path, sim, learning_rat=1.0)
+
+
+def test_fatigue_term_needs_the_simulator_observation():
+    env = TinyEnv([[0]], [[0.0]], [[True]], [[True]])
+    with pytest.raises(ValueError, match="fatigue_term=False"):
+        DQN(env, DQNConfig(device="cpu", n_envs=4, buffer_size=64), observe=tiny_observe, item_feats=torch.eye(1))
 
 
 def test_simulator_on_another_device_is_refused():

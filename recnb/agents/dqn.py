@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .networks import NaiveQNetwork, QNetwork, item_features, observe_simulator
+from .networks import (NaiveQNetwork, QNetwork, exposure_columns, genre_shares, item_features, observe_simulator,
+                       user_feature_dim)
 from .replay import ReplayBuffer
 
 NEG = -1e9  # Q of an unavailable item: never chosen, never bootstrapped from
@@ -80,8 +81,12 @@ class DQNConfig:
     """Width of the state and item embeddings whose dot product is Q."""
     hidden: int = 64
     """Hidden width of the state and item towers."""
-    item_lr_scale: float = 0.03
-    """Learning-rate multiplier of the item tower: < 1 keeps the item-by-item correction from outrunning its data."""
+    item_lr_scale: float = 1e-3
+    """Learning-rate multiplier of the item tower: << 1 keeps the item-by-item correction from outrunning its
+    data (an argmax over ~1,600 items amplifies every item's noise); raise it for long runs or new item features."""
+    fatigue_term: bool = True
+    """Give the Q-network the user's recent exposure to each item's genres and learn its price (QNetwork's
+    ``e(s, i)`` term); needs ``observe_simulator``'s user features and a simulator with ``item_genres``."""
     linear_items: bool = False
     """Item tower ``g`` linear in the item features (robust argmax over many items) or an MLP."""
     network: str = "qnet"
@@ -119,8 +124,8 @@ class DQNConfig:
              f"{self.n_envs * max(self.n_step, 2)} transitions; raise buffer_size or lower n_envs")
         need(self.network in ("qnet", "naive"), f"network must be 'qnet' or 'naive', got {self.network!r}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        need(all(isinstance(v, bool) for v in (self.double_dqn, self.autocast, self.linear_items)),
-             "double_dqn, autocast and linear_items must be True or False")
+        need(all(isinstance(v, bool) for v in (self.double_dqn, self.autocast, self.linear_items, self.fatigue_term)),
+             "double_dqn, autocast, linear_items and fatigue_term must be True or False")
 
     def epsilon(self, step: int) -> float:
         """Linear epsilon schedule at environment step ``step``."""
@@ -140,10 +145,10 @@ def select_actions(q: torch.Tensor, mask: torch.Tensor, epsilon: float, generato
     greedy = masked(q, mask).argmax(1)
     if epsilon <= 0:
         return greedy
-    noise = torch.rand(mask.shape, generator=generator, device=mask.device)
-    random_item = noise.masked_fill(~mask, -1.0).argmax(1)
-    explore = torch.rand(mask.shape[0], generator=generator, device=mask.device) < epsilon
-    return torch.where(explore, random_item, greedy)
+    explore = (torch.rand(mask.shape[0], generator=generator, device=mask.device) < epsilon).nonzero().squeeze(1)
+    # a uniformly random available item for the exploring users only (noise over the rest would be wasted)
+    noise = torch.rand(explore.shape[0], mask.shape[1], generator=generator, device=mask.device)
+    return greedy.index_copy(0, explore, noise.masked_fill_(~mask[explore], -1.0).argmax(1))
 
 
 def td_target(reward, discount, terminated, next_q_target, next_mask, next_q_online=None) -> torch.Tensor:
@@ -212,7 +217,14 @@ class DQN:
         cfg = self.config
         if cfg.network == "naive":
             return NaiveQNetwork(int(getattr(self.env, "n_calibration_users")), feats.shape[0], cfg.embed_dim)
-        return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden, cfg.linear_items)
+        share = cols = None
+        if cfg.fatigue_term:
+            if not hasattr(self.env, "item_genres") or user_dim != user_feature_dim(self.env):
+                raise ValueError("DQNConfig(fatigue_term=True) needs a simulator with item_genres observed through "
+                                 "observe_simulator (it reads the genre exposure from the user features); "
+                                 "set DQNConfig(fatigue_term=False) for another environment or observation")
+            share, cols = genre_shares(self.env).to(feats.device), exposure_columns(self.env)
+        return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden, cfg.linear_items, share, cols)
 
     def autocast(self):
         """bfloat16 autocast on CUDA when enabled; a no-op context on CPU."""

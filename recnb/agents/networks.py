@@ -1,8 +1,9 @@
 """Q-networks for recommendation: score every item at once from state and item features (notebook 06).
 
-* :class:`QNetwork` -- ``Q(s, i) = f(s) . g(x_i) + b(x_i)``: a state tower ``f`` (an encoder of
-  the recent history plus the user-model features) and an item tower ``g`` over item *features*,
-  so one matrix product scores all items and a new item is scored from its features alone.
+* :class:`QNetwork` -- ``Q(s, i) = f(s) . g(x_i) + b(x_i) + ...``: a state tower ``f`` (an encoder
+  of the recent history plus the user-model features) and an item tower ``g`` over item *features*,
+  so one matrix product scores all items and a new item is scored from its features alone; plus
+  the click model's immediate reward and, optionally, a learned price on genre fatigue.
 * :class:`NaiveQNetwork` -- the source article's "user embedding + item embedding -> Q": it sees
   who the user is, not where they are in the session, so it cannot tell a bored user from a fresh one.
 * :func:`observe_simulator` / :func:`item_features` -- what an agent sees of ``recnb.simulator``.
@@ -19,8 +20,7 @@ from torch import nn
 
 def item_features(sim) -> torch.Tensor:
     """FloatTensor [N, F] of item features: MF factors, bias, genre shares, log popularity (notebook 06)."""
-    share = sim.item_genres / sim.item_genres.sum(1, keepdim=True)
-    return torch.cat([sim.item_factors, sim.item_bias[:, None], share,
+    return torch.cat([sim.item_factors, sim.item_bias[:, None], genre_shares(sim),
                       torch.log1p(sim.item_popularity)[:, None]], 1).float()
 
 
@@ -44,6 +44,17 @@ def observe_simulator(sim) -> dict:
 def user_feature_dim(sim) -> int:
     """Width of ``observe_simulator(sim)["user"]``."""
     return sim.item_factors.shape[1] + 1 + sim.item_genres.shape[1] + 1
+
+
+def exposure_columns(sim) -> slice:
+    """Where ``observe_simulator(sim)["user"]`` keeps the per-genre exposure (after taste and bias)."""
+    start = sim.item_factors.shape[1] + 1
+    return slice(start, start + sim.item_genres.shape[1])
+
+
+def genre_shares(sim) -> torch.Tensor:
+    """FloatTensor [N, G]: each item's genres, summing to 1 per item (how the simulator spreads exposure)."""
+    return (sim.item_genres / sim.item_genres.sum(1, keepdim=True)).float()
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Module:
@@ -75,16 +86,20 @@ class LinearTower(nn.Module):
 
 
 class QNetwork(nn.Module):
-    """``Q(s, i) = v(s) + f(s) . g(x_i) + b(x_i) + w(s) * r(s, i)`` for all items in one product (notebook 06).
+    """``Q(s, i) = v(s) + f(s) . g(x_i) + b(x_i) + w(s) r(s, i) + e(s, i) (c(s) r(s, i) + d(s))`` (notebook 06).
 
-    ``f(s)`` encodes the user features and recent history, ``g``/``b`` the item features, and
-    ``r(s, i)`` -- when the observation carries ``immediate`` -- is the click model's expected
-    immediate reward, weighted by a learned positive, state-dependent ``w(s)``: the network learns
-    how much an item is worth *beyond* its next click; ``v(s)`` carries the level all items share.
+    All items are scored in one product. ``f(s)`` encodes the user features and recent history,
+    ``g``/``b`` the item features, and ``r(s, i)`` -- when the observation carries ``immediate`` --
+    is the click model's expected immediate reward, weighted by a learned positive, state-dependent
+    ``w(s)``; ``v(s)`` carries the level all items share. With ``genre_share`` given, ``e(s, i)`` is
+    the user's recent exposure to item ``i``'s genres (``user[:, exposure_cols] @ genre_share.T``)
+    and ``c(s)``, ``d(s)`` are learned: the price of adding to a genre the user is tiring of -- the
+    long-term cost that greedy ignores. Every learned term starts at 0, so the network starts as greedy.
     """
 
     def __init__(self, item_feats: torch.Tensor, user_dim: int, embed_dim: int = 64, hidden: int = 128,
-                 linear_items: bool = True):
+                 linear_items: bool = True, genre_share: torch.Tensor | None = None,
+                 exposure_cols: slice | None = None):
         super().__init__()
         if item_feats.dim() != 2 or item_feats.shape[0] < 1:
             raise ValueError(f"item_feats must be a [n_items, n_features] tensor, got shape {tuple(item_feats.shape)}")
@@ -106,6 +121,17 @@ class QNetwork(nn.Module):
             nn.init.zeros_(layer.bias)
         nn.init.constant_(self.gain.bias, math.log(math.e - 1))  # softplus(0.5413) = 1
         self.embed_dim = embed_dim
+        self.exposure_cols = exposure_cols
+        self.fatigue = None
+        if genre_share is not None:
+            if exposure_cols is None or genre_share.shape[0] != item_feats.shape[0] or \
+                    len(range(user_dim)[exposure_cols]) != genre_share.shape[1]:
+                raise ValueError(f"genre_share [{item_feats.shape[0]}, G] needs exposure_cols: G columns of the user "
+                                 f"features (got shape {tuple(genre_share.shape)}, exposure_cols {exposure_cols})")
+            self.register_buffer("genre_share", genre_share.float())
+            self.fatigue = nn.Linear(embed_dim, 2)  # c(s), d(s)
+            nn.init.zeros_(self.fatigue.weight)
+            nn.init.zeros_(self.fatigue.bias)
 
     @property
     def n_items(self) -> int:
@@ -128,15 +154,40 @@ class QNetwork(nn.Module):
         """Q-values [B, N] of every item (unmasked: callers mask), or [B] of ``actions`` only."""
         item_emb, bias = self.items()
         state = self.state(obs, item_emb)
+        immediate = obs.get("immediate")
+        w = F.softplus(self.gain(state)) if immediate is not None else None  # [B, 1]
+        c = d = exposure = None
+        if self.fatigue is not None:
+            c, d = self.fatigue(state).split(1, dim=1)  # [B, 1] each
+            exposure = obs["user"][:, self.exposure_cols]  # [B, G]
         if actions is None:
-            q = state @ item_emb.T + bias
-        else:  # one row per user: no [B, N] product, so a training step stays cheap
-            q = (state * item_emb.index_select(0, actions)).sum(1) + bias.index_select(0, actions)
-        q = q + (self.value(state) if actions is None else self.value(state).squeeze(1))
-        if "immediate" in obs:
-            w = F.softplus(self.gain(state))
-            q = q + (w * obs["immediate"] if actions is None else w.squeeze(1) * _taken(obs["immediate"], actions))
-        return q
+            return self._all_items(state, item_emb, bias, immediate, w, c, d, exposure)
+        # one row per user: no [B, N] product, so a training step stays cheap
+        q = (state * item_emb.index_select(0, actions)).sum(1) + bias.index_select(0, actions) + self.value(state)[:, 0]
+        gain = w[:, 0] if w is not None else None
+        if exposure is not None:
+            e = (exposure * self.genre_share.index_select(0, actions)).sum(1)  # e(s, a)
+            q = q + d[:, 0] * e
+            gain = gain + c[:, 0] * e if gain is not None else None
+        return q if gain is None else q + gain * _taken(immediate, actions)
+
+    def _all_items(self, state, item_emb, bias, immediate, w, c, d, exposure) -> torch.Tensor:
+        """[B, N] with as few [B, N] operations as possible: the forward pass over the whole catalogue.
+
+        Every term that is a state vector times an item vector is one matrix product,
+        ``[f(s), v(s), 1, d(s) e_s] . [g_i, 1, b_i, share_i]``; the click-model terms are one more,
+        ``r(s, i) (w(s) + c(s) e_s . share_i)``.
+        """
+        ones_b, ones_n = state.new_ones(state.shape[0], 1), item_emb.new_ones(item_emb.shape[0], 1)
+        left, right = [state, self.value(state), ones_b], [item_emb, ones_n, bias[:, None]]
+        if exposure is not None:
+            left.append(d * exposure)
+            right.append(self.genre_share)
+        q = torch.cat(left, 1) @ torch.cat(right, 1).T
+        if immediate is None:
+            return q
+        gain = w if exposure is None else torch.addmm(w, c * exposure, self.genre_share.T)  # [B, 1] or [B, N]
+        return q.addcmul_(immediate, gain)
 
 
 def _taken(values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
