@@ -3,10 +3,11 @@
     python scripts/update_readme_results.py           # rewrite README.md's results section
     python scripts/update_readme_results.py --check   # exit 1 if README.md's section differs from the run
 
-Notebook 08 writes ``docs/results/summary.md`` (a header line with profile, date and protocols, the summary
-table, the n/a reasons and the computed conclusions) and ``docs/results/summary.png``. This script copies the
-first and embeds the second in README.md between ``<!-- results:start -->`` and ``<!-- results:end -->``,
-touching nothing outside the markers. ``tests/test_readme_results.py`` fails when the two drift apart.
+Notebook 08, refreshed with ``scripts/run_notebooks.py --in-place 08``, writes ``docs/results/summary.md``
+(a header line with profile, date and protocols, the summary table, the n/a reasons and the computed
+conclusions) and ``docs/results/summary.png``. This script copies the first and embeds the second in
+README.md between ``<!-- results:start -->`` and ``<!-- results:end -->``, touching nothing
+outside the markers. ``tests/test_readme_results.py`` fails when the two drift apart.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ README = ROOT / "README.md"
 SUMMARY = ROOT / "docs" / "results" / "summary.md"
 FIGURE = "docs/results/summary.png"  # relative to the README
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-NOTE = ("This section is produced by the run: notebook 08 writes `docs/results/summary.md` and "
-        "`docs/results/summary.png`, and `python scripts/update_readme_results.py` copies them here.")
+NOTE = ("This section is produced by the run: notebook 08 (refreshed with `scripts/run_notebooks.py --in-place 08`) "
+        "writes `docs/results/summary.md` and `docs/results/summary.png`, and "
+        "`python scripts/update_readme_results.py` copies them here.")
 
 
 def section(summary_md: str) -> str:
