@@ -241,6 +241,25 @@ def robustness_study(split, item_ids: np.ndarray, fit_models: dict[str, Callable
     return out
 
 
+def mean_ci(runs: pd.DataFrame, by: str, metrics: list[str], level: float = 0.95) -> pd.DataFrame:
+    """Per group ``by``: each metric's mean over runs (e.g. seeds) and the half-width of its Student-t
+    ``level`` confidence interval, as columns ``metric`` and ``metric ± CI``, plus ``runs`` (notebook 08)."""
+    from scipy import stats
+
+    groups = runs.groupby(by, sort=False)[metrics]
+    n = runs.groupby(by, sort=False).size()
+    if (n < 2).any():
+        raise ValueError(f"need >= 2 runs per {by!r} for a confidence interval, got {n.min()}; run more seeds")
+    mean, std = groups.mean(), groups.std(ddof=1)
+    t = stats.t.ppf((1 + level) / 2, n - 1)
+    out = pd.DataFrame(index=mean.index)
+    for m in metrics:
+        out[m] = mean[m]
+        out[f"{m} ± CI"] = t * std[m].to_numpy() / np.sqrt(n.to_numpy())
+    out["runs"] = n
+    return out
+
+
 def markdown_table(frame: pd.DataFrame, digits: int = 3, missing: str = "n/a") -> str:
     """A pipe table of ``frame`` (index as the first column) for a README, without extra packages (notebook 08)."""
     def cell(v):

@@ -125,3 +125,14 @@ def test_initial_state_scores_uses_each_real_user(sim):
     assert torch.equal(scores[:, 0], torch.arange(10).float())
     with pytest.raises(ValueError, match="knows"):
         comparison.initial_state_scores(Agent(), sim, sim.n_calibration_users + 1)
+
+
+def test_mean_ci_is_the_student_t_interval():
+    runs = pd.DataFrame({"model": ["a"] * 5 + ["b"] * 2, "NDCG": [1.0, 2.0, 3.0, 4.0, 5.0, 0.5, 0.5]})
+    out = comparison.mean_ci(runs, "model", ["NDCG"])
+    # a: mean 3, sample std sqrt(2.5), t(0.975, 4 df) = 2.7764451
+    assert out.loc["a", "NDCG"] == pytest.approx(3.0)
+    assert out.loc["a", "NDCG ± CI"] == pytest.approx(2.7764451 * np.sqrt(2.5) / np.sqrt(5), rel=1e-6)
+    assert out.loc["b", "NDCG ± CI"] == pytest.approx(0.0) and out["runs"].tolist() == [5, 2]
+    with pytest.raises(ValueError, match="need >= 2 runs"):
+        comparison.mean_ci(runs.iloc[:6], "model", ["NDCG"])
