@@ -368,6 +368,10 @@ class UserSimulator:
         self._user_table = torch.cat([self.user_factors, (self.mu + self.user_bias)[:, None],
                                       torch.ones(n_users, 1, device=self.device),
                                       torch.zeros(n_users, G, device=self.device)], 1)
+        # predicted_rating weighs the columns of packed user rows x item rows: 1 for the rating terms,
+        # -fatigue_strength for the exposure terms (0 with long-term effects off)
+        self._rating_weights = torch.ones(d + 2 + G, device=self.device)
+        self._rating_weights[d + 2:] = -cfg.fatigue_strength if cfg.long_term else 0.0
         self._cols = {"preference": slice(0, d), "base": d, "rating_terms": slice(0, d + 2), "exposure": slice(d + 2, None)}
         # the config's numbers as 0-dim tensors: `x * tensor` costs a third of `x * python_float` here,
         # because a Python number is wrapped into a new tensor at every call
@@ -508,10 +512,8 @@ class UserSimulator:
         s = self._require_reset()
 
         def compute():
-            base = torch.addmm(s.base.unsqueeze(1) + self.item_bias.unsqueeze(0), s.preference, self.item_factors.T)
-            if self.config.long_term:
-                base = base.sub_(self.exposure_of_items(), alpha=self.config.fatigue_strength)
-            return base.clamp_(1.0, 5.0)
+            # one matrix product of the packed rows (see _pack_tables): pref . q + base + bias - fatigue * exposure
+            return torch.mm(self._packed * self._rating_weights, self._item_table.T).clamp_(1.0, 5.0)
 
         return self._cached("rating", compute)
 
@@ -524,8 +526,8 @@ class UserSimulator:
         """FloatTensor [B, N]: chance each item is clicked when shown alone (0 if consumed) (notebook 04)."""
         s = self._require_reset()
         cfg = self.config
-        return self._cached("click", lambda: torch.sigmoid_(
-            (self.predicted_rating() - cfg.click_threshold) * (1.0 / cfg.click_temperature)).mul_(s.available))
+        return self._cached("click", lambda: self.predicted_rating().sub(cfg.click_threshold)
+                            .mul_(1.0 / cfg.click_temperature).sigmoid_().mul_(s.available))
 
     def expected_reward(self, reward=None) -> torch.Tensor:
         """FloatTensor [B, N]: immediate expected reward of showing each item alone (greedy maximises it) (notebook 04)."""
