@@ -15,7 +15,8 @@ API (stable: notebooks 05-08 build on it)::
     sim.expected_reward()   # FloatTensor [B, n_items]: immediate expected reward of showing each item
                             # alone, under the simulator's own model (what the greedy policy maximises)
     sim.item_factors, sim.item_genres, sim.item_popularity   # item features for agents
-    sim.state               # UserState: hidden per-user tensors (preference, exposure, satisfaction, ...)
+    sim.state               # UserState: hidden per-user tensors (preference, exposure, satisfaction, ...);
+                            # updated in place by step/reset: .clone() what you keep
     sim.reset_where(mask)   # restart the finished users only (vector-env autoreset)
     UserSimulator.movielens(config)          # the standard one: Track-A train split 0, cached calibration
     sim.with_config(SimulatorConfig(long_term=False))   # same calibration, other dynamics
