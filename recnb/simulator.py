@@ -15,7 +15,8 @@ API (stable: notebooks 05-08 build on it)::
     sim.expected_reward()   # FloatTensor [B, n_items]: immediate expected reward of showing each item
                             # alone, under the simulator's own model (what the greedy policy maximises)
     sim.item_factors, sim.item_genres, sim.item_popularity   # item features for agents
-    sim.state               # UserState: hidden per-user tensors (preference, exposure, satisfaction, ...)
+    sim.state               # UserState: hidden per-user tensors (preference, exposure, satisfaction, ...);
+                            # updated in place by step/reset: .clone() what you keep
     sim.reset_where(mask)   # restart the finished users only (vector-env autoreset)
     UserSimulator.movielens(config)          # the standard one: Track-A train split 0, cached calibration
     sim.with_config(SimulatorConfig(long_term=False))   # same calibration, other dynamics
@@ -61,6 +62,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -291,7 +293,12 @@ def movielens_calibration(seed: int = 0, dim: int = 16, refresh: bool = False) -
 
 @dataclass
 class UserState:
-    """The hidden state of a batch of simulated users (all tensors have the batch first)."""
+    """The hidden state of a batch of simulated users (all tensors have the batch first).
+
+    For speed, ``base``, ``preference`` and ``exposure`` are views of one packed ``[B, F]`` float
+    tensor (``UserSimulator`` updates them in place), and ``history`` is the transposed view of a
+    history-major ``[K, B]`` tensor; all read like ordinary ``[B, ...]`` tensors.
+    """
 
     user: torch.Tensor  # [B] calibration row of each simulated user
     base: torch.Tensor  # [B] mu + the user's rating bias
@@ -339,15 +346,42 @@ class UserSimulator:
                 self._train_history[row, -len(last):] = last
         self._train_available = (~self._train_mask).to(dev)
         del self._train_mask
-        # one gather per step fetches everything about the shown items: factors, bias, genre shares
-        d = self.item_factors.shape[1]
-        self._item_table = torch.cat([self.item_factors, self.item_bias[:, None], self._genre_share], 1)
-        self._slices = (slice(0, d), d, slice(d + 1, None))
         self._train_history = self._train_history.to(dev)
+        self._pack_tables()
         self.reward_fn: Callable = rewards_mod.get(self.config.reward)
         self.state: UserState | None = None
         self._cache: dict = {}
         self.generator: torch.Generator | None = None
+
+    def _pack_tables(self) -> None:
+        """Lay items and users out so one step is a handful of tensor ops (speed; see ``step``).
+
+        A user's float state is one row ``[preference (d) | base | 1 | exposure (G)]`` and an item's
+        features one row ``[factors (d) | 1 | bias | genre shares (G)]``, so one elementwise product
+        of the two holds every term of the rating (``pref . q + base + bias``, the first ``d + 2``
+        columns) and of the item's genre exposure (the last ``G``). A reset copies a user's
+        starting row from ``_user_table`` in one indexed copy.
+        """
+        cfg, d, G = self.config, self.item_factors.shape[1], self.n_genres
+        ones = torch.ones(self.n_items, 1, device=self.device)
+        self._item_table = torch.cat([self.item_factors, ones, self.item_bias[:, None], self._genre_share], 1)
+        n_users = self.n_calibration_users
+        self._user_table = torch.cat([self.user_factors, (self.mu + self.user_bias)[:, None],
+                                      torch.ones(n_users, 1, device=self.device),
+                                      torch.zeros(n_users, G, device=self.device)], 1)
+        # predicted_rating weighs the columns of packed user rows x item rows: 1 for the rating terms,
+        # -fatigue_strength for the exposure terms (0 with long-term effects off)
+        self._rating_weights = torch.ones(d + 2 + G, device=self.device)
+        self._rating_weights[d + 2:] = -cfg.fatigue_strength if cfg.long_term else 0.0
+        self._cols = {"preference": slice(0, d), "base": d, "rating_terms": slice(0, d + 2), "exposure": slice(d + 2, None)}
+        # the config's numbers as 0-dim tensors: `x * tensor` costs a third of `x * python_float` here,
+        # because a Python number is wrapped into a new tensor at every call
+        self._c = SimpleNamespace(**{name: torch.tensor(value, device=self.device) for name, value in dict(
+            fatigue_strength=cfg.fatigue_strength, click_threshold=cfg.click_threshold, inv_temperature=1.0 / cfg.click_temperature,
+            fatigue_recovery=cfg.fatigue_recovery, drift_rate=cfg.drift_rate, drift_scale=self._drift_scale,
+            boredom=cfg.boredom, no_click_experience=cfg.no_click_experience, satisfaction_rate=cfg.satisfaction_rate,
+            leave_base=cfg.leave_base, leave_sensitivity=cfg.leave_sensitivity, one=1.0, quarter=0.25).items()})
+        self._c.no_item = torch.tensor(-1, device=self.device)
 
     @classmethod
     def from_movielens(cls, ratings_train: pd.DataFrame, items: pd.DataFrame, config: SimulatorConfig | None = None,
@@ -402,15 +436,18 @@ class UserSimulator:
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        B, dev = int(n_users), self.device
+        B, dev, cols = int(n_users), self.device, self._cols
+        packed = torch.zeros(B, self._user_table.shape[1], device=dev)  # see _pack_tables
+        self._packed = packed
         self.state = UserState(
             user=torch.zeros(B, dtype=torch.long, device=dev),
-            base=torch.zeros(B, device=dev),
-            preference=torch.zeros(B, self.item_factors.shape[1], device=dev),
-            exposure=torch.zeros(B, self.n_genres, device=dev),
+            base=packed[:, cols["base"]],
+            preference=packed[:, cols["preference"]],
+            exposure=packed[:, cols["exposure"]],
             satisfaction=torch.zeros(B, device=dev),
             available=torch.ones(B, self.n_items, dtype=torch.bool, device=dev),
-            history=torch.zeros(B, self.config.history_len, dtype=torch.long, device=dev),
+            # history-major, so the per-step shift is one contiguous copy (see step)
+            history=torch.zeros(self.config.history_len, B, dtype=torch.long, device=dev).T,
             t=torch.zeros(B, dtype=torch.long, device=dev),
             active=torch.zeros(B, dtype=torch.bool, device=dev),
         )
@@ -435,19 +472,18 @@ class UserSimulator:
                 raise ValueError(f"users must be {n} calibration rows in [0, {self.n_calibration_users})")
         self._cache.clear()
         s, cfg = self.state, self.config
-        s.user[rows] = who
-        s.base[rows] = self.mu + self.user_bias[who]
-        s.preference[rows] = self.user_factors[who]
-        s.exposure[rows] = 0.0
-        s.satisfaction[rows] = cfg.satisfaction_init
+        # one indexed copy per tensor (they are per-op-overhead bound at these sizes)
+        s.user.index_copy_(0, rows, who)
+        self._packed.index_copy_(0, rows, self._user_table.index_select(0, who))  # preference, base, exposure = 0
+        s.satisfaction.index_fill_(0, rows, cfg.satisfaction_init)
         if cfg.mask_train_items:
-            s.available[rows] = self._train_available[who]
-            s.history[rows] = self._train_history[who]
+            s.available[rows] = self._train_available.index_select(0, who)
+            s.history[rows] = self._train_history.index_select(0, who)
         else:
             s.available[rows] = True
             s.history[rows] = self.n_items
-        s.t[rows] = 0
-        s.active[rows] = True
+        s.t.index_fill_(0, rows, 0)
+        s.active.index_fill_(0, rows, True)
         return self.observation()
 
     # ------------------------------------------------------------ the user model
@@ -477,10 +513,8 @@ class UserSimulator:
         s = self._require_reset()
 
         def compute():
-            base = torch.addmm(s.base.unsqueeze(1) + self.item_bias.unsqueeze(0), s.preference, self.item_factors.T)
-            if self.config.long_term:
-                base = base.sub_(self.exposure_of_items(), alpha=self.config.fatigue_strength)
-            return base.clamp_(1.0, 5.0)
+            # one matrix product of the packed rows (see _pack_tables): pref . q + base + bias - fatigue * exposure
+            return torch.mm(self._packed * self._rating_weights, self._item_table.T).clamp_(1.0, 5.0)
 
         return self._cached("rating", compute)
 
@@ -493,8 +527,8 @@ class UserSimulator:
         """FloatTensor [B, N]: chance each item is clicked when shown alone (0 if consumed) (notebook 04)."""
         s = self._require_reset()
         cfg = self.config
-        return self._cached("click", lambda: torch.sigmoid_(
-            (self.predicted_rating() - cfg.click_threshold) * (1.0 / cfg.click_temperature)).mul_(s.available))
+        return self._cached("click", lambda: self.predicted_rating().sub(cfg.click_threshold)
+                            .mul_(1.0 / cfg.click_temperature).sigmoid_().mul_(s.available))
 
     def expected_reward(self, reward=None) -> torch.Tensor:
         """FloatTensor [B, N]: immediate expected reward of showing each item alone (greedy maximises it) (notebook 04)."""
@@ -513,33 +547,41 @@ class UserSimulator:
 
     # ------------------------------------------------------------ one step
     def step(self, actions):
-        """Show items to every active user; returns ``(obs, reward, terminated, truncated, info)`` (notebook 04)."""
+        """Show items to every active user; returns ``(obs, reward, terminated, truncated, info)`` (notebook 04).
+
+        Written for speed: at 1,024 users every tensor is small, so the cost is the number of ops,
+        not their size -- hence the packed layouts of ``_pack_tables``, the constants as tensors
+        (``self._c``), in-place updates and few dtype conversions. ``PerUserSimulator.advance`` is
+        the same model written plainly, and tested to give the same trajectories.
+        """
         s = self._require_reset()
         if not bool(s.active.any()):
             raise RuntimeError("every episode in this batch has ended; call reset() before step()")
-        cfg = self.config
+        cfg, c, cols = self.config, self._c, self._cols
         a = self._check_actions(actions)  # [B, k]
         self._cache.clear()
         B, k = a.shape
         active = s.active
-        act = active.float()
-        # 1. ratings of the shown items now, with fatigue (one gather fetches all item features)
-        feats = self._item_table.index_select(0, a.reshape(-1)).view(B, k, -1)  # [B, k, d + 1 + G]
-        q_slice, bias_col, share_slice = self._slices
-        exposure = (feats[..., share_slice] * s.exposure.unsqueeze(1)).sum(2)  # [B, k]
-        rating = (feats[..., q_slice] * s.preference.unsqueeze(1)).sum(2) + feats[..., bias_col] + s.base.unsqueeze(1)
+        # 1. ratings of the shown items now, with fatigue: one gather of item rows, one product with
+        #    the user rows, two sums (see _pack_tables)
+        feats = self._item_table.index_select(0, a.reshape(-1)).view(B, k, -1)  # [B, k, F]
+        terms = feats * self._packed.unsqueeze(1)
+        exposure = terms[..., cols["exposure"]].sum(2)  # [B, k]
+        rating = terms[..., cols["rating_terms"]].sum(2)
         if cfg.long_term:
-            rating = rating - cfg.fatigue_strength * exposure
+            rating = rating.sub_(exposure * c.fatigue_strength)
         rating = rating.clamp_(1.0, 5.0)
         # 2. multinomial-logit choice with a no-click option (utility 0); consumed items are never chosen
         shown_available = s.available.gather(1, a)
-        weight = ((rating - cfg.click_threshold) * (1.0 / cfg.click_temperature)).exp_() * shown_available
-        draws = torch.rand(B, 2, generator=self.generator, device=self.device)
-        if k == 1:  # the common case, without gathers: u < w / (1 + w)
-            clicked = (draws[:, 0] * (1.0 + weight[:, 0]) < weight[:, 0]) & active
+        weight = rating.sub(c.click_threshold).mul_(c.inv_temperature).exp_()  # exp(utility)
+        draws = torch.rand(B, 2, generator=self.generator, device=self.device)  # [click, leave] uniforms
+        if k == 1:  # the common case, without gathers: u < w / (1 + w), never for a consumed item
+            weight = weight[:, 0]
+            clicked = (draws[:, 0] * (weight + c.one) < weight) & shown_available[:, 0] & active
             item, item_rating, item_exposure = a[:, 0], rating[:, 0], exposure[:, 0]
             item_available, item_feats = shown_available[:, 0], feats[:, 0]
         else:
+            weight = weight * shown_available
             prob = weight / (1.0 + weight.sum(1, keepdim=True))
             choice = (draws[:, :1] > prob.cumsum(1)).sum(1, keepdim=True)  # k = no click
             clicked = (choice[:, 0] < k) & active
@@ -548,30 +590,37 @@ class UserSimulator:
             item_exposure, item_available = exposure.gather(1, pick).squeeze(1), shown_available.gather(1, pick).squeeze(1)
             item_feats = feats.gather(1, pick.unsqueeze(2).expand(B, 1, feats.shape[2])).squeeze(1)  # [B, F]
         clicked_f = clicked.float()
+        clicked_col = clicked_f.unsqueeze(1)
         item_rating = item_rating * clicked_f
-        # 3. reward of what happened
-        signals = rewards_mod.Signals(clicked_f, item_rating, item_exposure)
-        reward = self.reward_fn(signals) * act
-        # 4. state: consumption, exposure (always tracked; it only hurts the user when long_term), drift, satisfaction
-        s.available.scatter_(1, item.unsqueeze(1), (item_available & ~clicked).unsqueeze(1))
-        s.exposure.mul_(cfg.fatigue_recovery).addcmul_(item_feats[:, share_slice], clicked_f.unsqueeze(1))
-        s.history = torch.where(clicked.unsqueeze(1), torch.cat([s.history[:, 1:], item.unsqueeze(1)], 1), s.history)
-        if cfg.long_term:
-            toward = item_feats[:, q_slice] * (cfg.drift_rate * self._drift_scale) - cfg.drift_rate * s.preference
-            s.preference = s.preference.addcmul(toward, clicked_f.unsqueeze(1))
-            enjoyed = ((item_rating - 1.0) * 0.25 - cfg.boredom * item_exposure).clamp_(0.0, 1.0)
-            experience = torch.where(clicked, enjoyed, torch.full_like(enjoyed, cfg.no_click_experience))
-            s.satisfaction = s.satisfaction + (cfg.satisfaction_rate * act) * (experience - s.satisfaction)
-            leave_p = cfg.leave_base + cfg.leave_sensitivity * (1.0 - s.satisfaction).square()
-            left = draws[:, 1] < leave_p
+        # 3. reward of what happened (a click already implies an active user)
+        if self.reward_fn is rewards_mod.click:
+            reward = clicked_f
         else:
-            left = draws[:, 1] < cfg.leave_base
+            reward = self.reward_fn(rewards_mod.Signals(clicked_f, item_rating, item_exposure)) * active
+        # 4. state: consumption, exposure (always tracked; it only hurts the user when long_term), drift, satisfaction
+        # a click implies the item was available, so "still available" is available XOR clicked
+        s.available.scatter_(1, item.unsqueeze(1), (item_available ^ clicked).unsqueeze(1))
+        s.exposure.mul_(c.fatigue_recovery).addcmul_(item_feats[:, cols["exposure"]], clicked_col)
+        hist = s.history.T  # stored [K, B]: the shift is a contiguous copy and `clicked` broadcasts over rows
+        shifted = torch.cat([hist[1:], item.unsqueeze(0)])
+        s.history = torch.where(clicked, shifted, hist, out=shifted).T
+        if cfg.long_term:
+            # lerp(a, b, w) = a + w * (b - a): a step of drift_rate towards the item, for clickers only
+            s.preference.lerp_(item_feats[:, cols["preference"]] * c.drift_scale, clicked_col * c.drift_rate)
+            enjoyed = (item_rating - c.one).mul_(c.quarter).sub_(item_exposure * c.boredom).clamp_(0.0, 1.0)
+            experience = torch.where(clicked, enjoyed, c.no_click_experience)
+            s.satisfaction = s.satisfaction.lerp(experience, active * c.satisfaction_rate)  # active users only
+            unhappy = c.one - s.satisfaction
+            left = draws[:, 1] < torch.addcmul(c.leave_base, unhappy * c.leave_sensitivity, unhappy)
+        else:
+            left = draws[:, 1] < c.leave_base
         # 5. episode ends: leaving (terminated) or the time limit (truncated)
         s.t = s.t + active
-        terminated = active & left
-        truncated = active & ~left & (s.t >= cfg.horizon)
-        s.active = active & ~(left | truncated)
-        info = {"clicked": clicked, "item": torch.where(clicked, item, -1), "rating": item_rating,
+        stayed = active & ~left
+        out_of_time = s.t >= cfg.horizon
+        terminated, truncated = active & left, stayed & out_of_time
+        s.active = stayed & ~out_of_time
+        info = {"clicked": clicked, "item": torch.where(clicked, item, c.no_item), "rating": item_rating,
                 "active": s.active, "was_active": active, "satisfaction": s.satisfaction}
         return self.observation(), reward, terminated, truncated, info
 

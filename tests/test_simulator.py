@@ -284,3 +284,18 @@ def test_greedy_is_exactly_optimal_when_long_term_off(calibration):
     assert greedy == pytest.approx(optimal, abs=1e-12)
     worst = value(lambda q: min(q.values()))
     assert optimal > worst + 0.1  # the check can fail: actions do matter here
+
+
+@pytest.mark.parametrize("kw", [{}, {"long_term": False}])
+def test_predicted_rating_is_the_rating_a_click_reveals(calibration, kw):
+    """The [B, N] view (one matrix product of the packed rows) and step (per shown item) agree."""
+    sim = make(calibration, mask_train_items=False, **kw)
+    sim.reset(300, seed=0)
+    policy = RandomPolicy(seed=1)
+    for _ in range(5):
+        actions = policy(sim)
+        expected = sim.predicted_rating().gather(1, actions[:, None])[:, 0].clone()
+        _, _, _, _, info = sim.step(actions)
+        hit = info["clicked"]
+        assert hit.any()
+        torch.testing.assert_close(info["rating"][hit], expected[hit], atol=1e-5, rtol=0)
