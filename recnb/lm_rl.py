@@ -1,11 +1,18 @@
 """Language models meet RL: text-feature Q-networks, cold-start items, TD fine-tuning, explanations (notebook 07).
 
 Builds on notebook 06's DQN (:mod:`recnb.agents.dqn`), whose Q-network scores an item from its
-*features*: ``Q(s, i) = f(s) . g(x_i) + b(x_i)``. Here ``x_i`` is either
+*features* ``x_i`` (``QNetwork``: ``f(s) . g(x_i) + b(x_i)`` plus a state value and a learned price on
+genre fatigue). Here ``x_i`` is either
 
 * **text**: the frozen MiniLM vector of the item's text (notebook 03); the item tower ``g`` is then a
-  small learned adapter on top of the language model, or
-* **ID**: a one-hot vector, so ``g``'s first layer is a learned ID embedding table.
+  learned linear adapter on top of the language model, or
+* **ID**: a one-hot vector, so ``g`` is a learned ID embedding table.
+
+**What the agent sees** (:func:`restricted_observe`): the platform's user model (taste vector, bias,
+genre exposure, session time), the history and the catalogue -- *not* the simulator's click model
+(``immediate``), which no platform has for a new item. Both networks start from the platform's
+collaborative item factors fitted on warm items only (:func:`warm_start`), then learn by TD.
+Every score is the network's own forward pass (:func:`q_scorer`, :func:`score_items`).
 
 **Cold-start protocol** (DESIGN sections 7 and 8): :func:`cold_item_mask` draws 20% of items as
 *cold*. During training they are never in the agent's catalogue (masked from exploration, the greedy
@@ -42,6 +49,7 @@ from tqdm.auto import tqdm
 from .agents.dqn import DQN, DQNConfig, dqn_targets
 from .agents.networks import QNetwork, observe_simulator
 from .agents.replay import ReplayBuffer
+from .agents.dqn import NEG
 from .policies import Evaluation, evaluate_policy, top_items
 
 
@@ -59,12 +67,20 @@ def cold_item_mask(n_items: int, fraction: float = 0.2, seed: int = 0) -> torch.
     return cold
 
 
-def restricted_observe(allowed: torch.Tensor, hide_history: bool = True) -> Callable:
-    """An ``observe(sim)`` whose item mask keeps only ``allowed`` items (and, if asked, whose history hides the rest) (notebook 07)."""
-    allowed = torch.as_tensor(allowed, dtype=torch.bool)
+def restricted_observe(allowed: torch.Tensor | None = None, hide_history: bool = True) -> Callable:
+    """The platform's ``observe(sim)``: no click model, and only ``allowed`` items (notebook 07).
+
+    Drops ``observe_simulator``'s ``immediate`` (the simulator's own click model: a platform has none
+    for a new item), keeps the user features, history and mask; with ``allowed`` given, the mask
+    keeps only those items and (if ``hide_history``) the history shows the others as padding.
+    """
+    allowed = None if allowed is None else torch.as_tensor(allowed, dtype=torch.bool)
 
     def observe(sim) -> dict:
         obs = observe_simulator(sim)
+        del obs["immediate"]
+        if allowed is None:
+            return obs
         if allowed.shape != (sim.n_items,):
             raise ValueError(f"allowed must be a BoolTensor of shape ({sim.n_items},), got {tuple(allowed.shape)}")
         ok = allowed.to(obs["mask"].device)
@@ -83,11 +99,59 @@ def id_features(n_items: int) -> torch.Tensor:
     return torch.eye(n_items)
 
 
-def train_agent(sim, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNConfig, progress: bool = True) -> DQN:
-    """Train notebook 06's DQN with ``item_feats`` on the warm catalogue only (cold items never shown) (notebook 07)."""
+@torch.no_grad()
+def warm_start(net: QNetwork, warm: torch.Tensor, factors: torch.Tensor, bias: torch.Tensor,
+               taste_cols: slice, alpha: float = 10.0) -> float:
+    """Initialise ``net`` from the platform's collaborative model, fitted on ``warm`` items only (notebook 07).
+
+    The linear item tower becomes a ridge regression from item features to ``[factors, bias]`` (the
+    platform's matrix-factorisation item vectors), fitted on warm rows only -- so for one-hot IDs a
+    cold item's row stays at the warm average, and for text it is predicted from its text (notebook
+    03's text->BPR hybrid). The state tower starts as the user's taste vector (``user[:, taste_cols]``),
+    so ``Q`` starts as the platform's predicted rating; TD learning then adds the long run.
+    Returns the fit's R^2 on the warm rows.
+    """
+    if not hasattr(net.item_tower, "skip") or len(net.item_tower.mlp) != 1:
+        raise ValueError("warm_start needs a linear item tower: DQNConfig(linear_items=True)")
+    dim = factors.shape[1]
+    if net.embed_dim < dim:
+        raise ValueError(f"embed_dim ({net.embed_dim}) must be >= the factor width ({dim})")
+    x = net.item_x[warm]
+    y = torch.cat([factors[warm], bias[warm, None]], 1).to(x)
+    xm, ym = x.mean(0), y.mean(0)
+    xc, yc = x - xm, y - ym
+    # dual form when features outnumber items (one-hot IDs): (X X^T + a I)^-1 Y
+    if x.shape[1] > x.shape[0]:
+        w = xc.T @ torch.linalg.solve(xc @ xc.T + alpha * torch.eye(len(x)), yc)
+    else:
+        w = torch.linalg.solve(xc.T @ xc + alpha * torch.eye(x.shape[1]), xc.T @ yc)
+    layer = net.item_tower.skip
+    layer.weight.zero_(), layer.bias.zero_()
+    rows = list(range(dim)) + [net.embed_dim]  # embedding columns, then the bias column
+    layer.weight[rows] = w.T
+    layer.bias[rows] = ym - xm @ w
+    tower = net.state_tower
+    tower.skip.weight.zero_(), tower.skip.bias.zero_()
+    tower.skip.weight[torch.arange(dim), torch.arange(tower.skip.weight.shape[1])[taste_cols]] = 1.0
+    tower.mlp[-1].weight.zero_(), tower.mlp[-1].bias.zero_()
+    pred = xc @ w
+    return float(1 - ((pred - yc) ** 2).sum() / (yc ** 2).sum())
+
+
+def train_agent(sim, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNConfig, progress: bool = True,
+                start_from_factors: bool = True) -> DQN:
+    """Train notebook 06's DQN with ``item_feats`` on the warm catalogue only, without the click model (notebook 07).
+
+    Cold items are never shown, bootstrapped from or visible in histories; ``start_from_factors``
+    first applies :func:`warm_start` with the simulator's item factors of *warm* items.
+    """
     if item_feats.shape[0] != sim.n_items:
         raise ValueError(f"item_feats needs one row an item ({sim.n_items}), got {item_feats.shape[0]}")
     agent = DQN(sim, config, observe=restricted_observe(~cold, hide_history=True), item_feats=item_feats)
+    if start_from_factors:
+        dim = sim.item_factors.shape[1]
+        agent.fit_r2 = warm_start(agent.online, ~cold, sim.item_factors.cpu(), sim.item_bias.cpu(), slice(0, dim))
+        agent.target.load_state_dict(agent.online.state_dict())
     agent.train(progress=progress)
     return agent
 
@@ -95,13 +159,12 @@ def train_agent(sim, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNCo
 # ---------------------------------------------------------------- scoring and evaluation
 
 def q_scorer(net: QNetwork) -> Callable:
-    """``score(sim) -> Q [B, N]`` from a Q-network that sees the full history; item table computed once (notebook 07)."""
-    with torch.no_grad():
-        item_emb, bias = net.items()
+    """``score(sim) -> Q [B, N]``: the network itself on the platform's view of the full catalogue (notebook 07)."""
+    observe = restricted_observe()
 
     @torch.no_grad()
     def score(sim) -> torch.Tensor:
-        return net.state(observe_simulator(sim), item_emb) @ item_emb.T + bias
+        return net(observe(sim))
 
     return score
 
@@ -118,14 +181,23 @@ def greedy_scorer(sim) -> torch.Tensor:
 
 
 class CataloguePolicy:
-    """Best-scored item among the user's available items that are also in ``allowed`` (notebook 07)."""
+    """Best-scored item among the user's available items that are also in ``allowed``; ties broken at random (notebook 07).
 
-    def __init__(self, score: Callable, allowed: torch.Tensor, name: str):
+    Random tie-breaking matters: an ID network scores all never-seen items alike, and taking the
+    lowest index among equals would hand it the catalogue's ordering (MovieLens ids favour old hits).
+    """
+
+    def __init__(self, score: Callable, allowed: torch.Tensor, name: str, seed: int = 0):
         self.score, self.allowed, self.name = score, torch.as_tensor(allowed, dtype=torch.bool), name
+        self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, sim) -> torch.Tensor:
         mask = sim.available_mask() & self.allowed.to(sim.device)
-        return top_items(self.score(sim), mask, 1)
+        q = self.score(sim).float().masked_fill(~mask, NEG)
+        best = q.max(1, keepdim=True).values
+        tied = mask & (q >= best - 1e-5 * (1 + best.abs()))
+        noise = torch.rand(q.shape, generator=self.generator).to(q.device)
+        return top_items(noise, tied, 1)
 
 
 def evaluate_catalogues(sim, scorers: dict, cold: torch.Tensor, n_users: int = 1000, seed: int = 1,
@@ -299,23 +371,21 @@ def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bo
     opt = torch.optim.Adam(groups)
     gen = torch.Generator().manual_seed(config.seed)
     cfg, losses = agent.config, []
+    base_x = net.item_x.clone()
     for _ in tqdm(range(config.steps), desc="TD fine-tuning" if config.finetune_lm else "TD (LM frozen)",
                   disable=not progress, leave=False):
         batch = agent.buffer.sample(config.batch_size, cfg.n_step, cfg.gamma, gen)
         target = dqn_targets(agent, batch)
-        obs = ReplayBuffer.obs(batch)
-        with torch.no_grad():
-            item_emb, _ = net.items()  # history items read the current table, without gradients
         action = batch["action"]
-        x = (lm(action) - mean) / std if config.finetune_lm else net.item_x[action]
-        emb, bias = net.items(x)
-        q = (net.state(obs, item_emb) * emb).sum(1) + bias
+        if config.finetune_lm:  # the taken items' features come from the trainable layer(s), with gradients
+            net.item_x = base_x.index_put((action,), (lm(action) - mean) / std)
+        q = net(ReplayBuffer.obs(batch), action)  # the network itself: every term of Q
         loss = F.huber_loss(q, target, delta=cfg.huber_delta)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     if config.finetune_lm:
         lm.eval()
         net.item_x = ((lm.all_vectors() - mean) / std).detach()
@@ -337,8 +407,7 @@ def history_attribution(net: QNetwork, obs: dict, row: int, item: int) -> pd.Dat
         variants[k, p] = net.n_items  # occlude = replace with padding
     batch = {key: value.expand(len(variants), *value.shape[1:]) for key, value in one.items()}
     batch["history"] = variants
-    item_emb, bias = net.items()
-    q = net.state(batch, item_emb) @ item_emb[item] + bias[item]
+    q = net(batch, torch.full((len(variants),), item, dtype=torch.long))  # the network itself: every term
     return pd.DataFrame({"position": positions, "item": [int(hist[p]) for p in positions],
                          "q_drop": (q[0] - q[1:]).numpy()})
 
@@ -361,9 +430,21 @@ def word_attribution(score_text: Callable[[list[str]], np.ndarray], text: str) -
     return pd.DataFrame({"word": words, "q_drop": values[0] - values[1:]})
 
 
-def score_items(net: QNetwork, obs: dict, item_x: torch.Tensor) -> torch.Tensor:
-    """Q-values [B, M] of M new items given their *standardised* features ``item_x`` [M, F] (notebook 07)."""
-    with torch.no_grad():
-        table, _ = net.items()
-        emb, bias = net.items(item_x)
-        return net.state(obs, table) @ emb.T + bias
+@torch.no_grad()
+def score_items(net: QNetwork, obs: dict, item_x: torch.Tensor, genre_share: torch.Tensor | None = None) -> torch.Tensor:
+    """Q-values [B, M] of M new items from their *standardised* features ``item_x`` [M, F] (notebook 07).
+
+    The network itself scores them: a copy whose catalogue is extended by the new items (their
+    genre shares ``genre_share`` [M, G] are needed when it has the fatigue term); histories keep
+    pointing at the old catalogue.
+    """
+    if item_x.dim() != 2 or item_x.shape[1] != net.item_x.shape[1]:
+        raise ValueError(f"item_x must be [M, {net.item_x.shape[1]}] standardised features, got {tuple(item_x.shape)}")
+    big = copy.deepcopy(net)
+    big.item_x = torch.cat([net.item_x, item_x.to(net.item_x)])
+    if net.fatigue is not None:
+        if genre_share is None or genre_share.shape != (len(item_x), net.genre_share.shape[1]):
+            raise ValueError(f"this network prices genre fatigue: pass genre_share [{len(item_x)}, {net.genre_share.shape[1]}]")
+        big.genre_share = torch.cat([net.genre_share, genre_share.to(net.genre_share)])
+    obs = dict(obs, history=torch.where(obs["history"] < net.n_items, obs["history"], big.n_items))
+    return big(obs)[:, net.n_items:]

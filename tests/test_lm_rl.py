@@ -1,42 +1,24 @@
 """Tests for recnb.lm_rl: cold catalogue, restricted observations, evaluation, TD fine-tuning, explanations."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from recnb import lm_rl
 from recnb.agents.dqn import DQNConfig
-from recnb.agents.networks import QNetwork, observe_simulator
+from recnb.agents.networks import (QNetwork, exposure_columns, genre_shares, observe_simulator,
+                                   user_feature_dim)
 from recnb.data import GENRES
-from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
-
-
-def synthetic(n_users=40, n_items=30, per_user=10, seed=0):
-    """Ratings from a hidden 3-factor model, item ids 1..n_items, genres 1-2 per item."""
-    rng = np.random.default_rng(seed)
-    P, Q = rng.normal(size=(n_users, 3)), rng.normal(size=(n_items, 3))
-    rows = []
-    for u in range(n_users):
-        for i in rng.choice(n_items, size=per_user, replace=False):
-            r = int(np.clip(np.round(3.5 + P[u] @ Q[i] + rng.normal(scale=0.3)), 1, 5))
-            rows.append((u + 1, i + 1, r, 1000 * u + len(rows)))
-    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
-    names = list(GENRES[1:])
-    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
-                          "genres": [list(rng.choice(names, size=rng.integers(1, 3), replace=False)) for _ in range(n_items)]})
-    return ratings, items
 
 
 @pytest.fixture(scope="module")
-def sim():
-    ratings, items = synthetic()
-    return UserSimulator(calibrate(ratings, items, dim=4, seed=0), SimulatorConfig(horizon=8))
+def sim(tiny_sim):
+    return tiny_sim
 
 
 def tiny_dqn(seed=0):
     return DQNConfig(seed=seed, total_steps=640, n_envs=16, buffer_size=640, batch_size=32, learning_starts=64,
-                     hidden=16, embed_dim=8, device="cpu")
+                     hidden=16, embed_dim=8, linear_items=True, item_lr_scale=1.0, device="cpu")
 
 
 def test_cold_item_mask_is_a_seeded_fraction():
@@ -52,6 +34,7 @@ def test_restricted_observe_masks_items_and_hides_them_in_histories(sim):
     sim.reset(12, seed=1)
     full = observe_simulator(sim)
     obs = lm_rl.restricted_observe(~cold)(sim)
+    assert "immediate" not in obs and "immediate" not in lm_rl.restricted_observe()(sim)  # no click model
     assert not (obs["mask"] & cold).any() and torch.equal(obs["mask"], full["mask"] & ~cold)
     hist = obs["history"]
     shown = hist[hist < sim.n_items]
@@ -59,6 +42,7 @@ def test_restricted_observe_masks_items_and_hides_them_in_histories(sim):
     kept = (full["history"] < sim.n_items) & ~cold[full["history"].clamp(max=sim.n_items - 1)]
     assert torch.equal(hist[kept], full["history"][kept])  # warm items are untouched
     assert torch.equal(lm_rl.restricted_observe(~cold, hide_history=False)(sim)["history"], full["history"])
+    assert torch.equal(lm_rl.restricted_observe()(sim)["mask"], full["mask"])
     with pytest.raises(ValueError, match="shape"):
         lm_rl.restricted_observe(torch.ones(3, dtype=torch.bool))(sim)
 
@@ -95,20 +79,26 @@ def test_mean_ci_matches_t_interval():
 
 
 def _net_and_obs(sim, n=6):
+    """A QNetwork with every term switched on (random weights), and the platform's view of n users."""
     torch.manual_seed(0)
-    net = QNetwork(torch.randn(sim.n_items, 5), sim.item_factors.shape[1] + 1 + sim.n_genres + 1, 8, 16)
+    net = QNetwork(torch.randn(sim.n_items, 5), user_feature_dim(sim), 8, 16, genre_share=genre_shares(sim),
+                   exposure_cols=exposure_columns(sim))
+    for p in net.parameters():  # terms start at 0; move them so each one counts
+        torch.nn.init.normal_(p, std=0.3)
     sim.reset(n, seed=4)
-    return net, observe_simulator(sim)
+    for _ in range(3):
+        sim.step(torch.randint(sim.n_items, (n,), generator=torch.Generator().manual_seed(1)))
+    return net, lm_rl.restricted_observe()(sim)
 
 
 def test_history_attribution_is_the_exact_occlusion_difference(sim):
     net, obs = _net_and_obs(sim)
     attr = lm_rl.history_attribution(net, obs, row=2, item=5)
     one = {k: v[2:3].clone() for k, v in obs.items()}
-    q_full = float(net(one)[0, 5])
+    q_full = float(net(one)[0, 5].detach())
     pos = int(attr["position"].iloc[0])
     one["history"][0, pos] = sim.n_items
-    assert attr["q_drop"].iloc[0] == pytest.approx(q_full - float(net(one)[0, 5]), abs=1e-5)
+    assert attr["q_drop"].iloc[0] == pytest.approx(q_full - float(net(one)[0, 5].detach()), abs=1e-5)
     assert (attr["item"] < sim.n_items).all()
 
 
@@ -124,9 +114,30 @@ def test_word_attribution_on_a_hand_case():
 def test_score_items_equals_the_networks_own_q_for_catalogue_items(sim):
     net, obs = _net_and_obs(sim)
     q = net(obs)
-    assert torch.allclose(lm_rl.score_items(net, obs, net.item_x[[3, 7]]), q[:, [3, 7]], atol=1e-5)
-    sim.reset(6, seed=4)
-    assert torch.allclose(lm_rl.q_scorer(net)(sim), q, atol=1e-5)
+    new = lm_rl.score_items(net, obs, net.item_x[[3, 7]], net.genre_share[[3, 7]])
+    assert torch.allclose(new, q[:, [3, 7]], atol=1e-5)
+    assert torch.allclose(lm_rl.q_scorer(net)(sim), q, atol=1e-5)  # the scorer is the network itself
+    with pytest.raises(ValueError, match="genre_share"):
+        lm_rl.score_items(net, obs, net.item_x[[3]])
+
+
+def test_warm_start_fits_warm_items_only_and_starts_q_at_the_predicted_rating(sim):
+    cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
+    dim = sim.item_factors.shape[1]
+    net = QNetwork(lm_rl.id_features(sim.n_items), user_feature_dim(sim), dim, 16, linear_items=True)
+    r2 = lm_rl.warm_start(net, ~cold, sim.item_factors, sim.item_bias, slice(0, dim), alpha=1e-3)
+    assert r2 > 0.99  # IDs can memorise every warm item
+    emb, bias = net.items()
+    assert torch.allclose(emb[~cold], sim.item_factors[~cold], atol=0.02)
+    assert torch.allclose(bias[~cold], sim.item_bias[~cold], atol=0.02)
+    assert torch.allclose(emb[cold], emb[cold][:1].expand_as(emb[cold]), atol=1e-4)  # cold IDs: all alike
+    sim.reset(5, seed=0)
+    obs = lm_rl.restricted_observe()(sim)
+    expected = obs["user"][:, :dim] @ emb.T + bias
+    assert torch.allclose(net(obs), expected, atol=1e-4)
+    with pytest.raises(ValueError, match="linear"):
+        lm_rl.warm_start(QNetwork(torch.randn(sim.n_items, 3), user_feature_dim(sim), dim, 8, linear_items=False), ~cold,
+                         sim.item_factors, sim.item_bias, slice(0, dim))
 
 
 @pytest.fixture(scope="module")
