@@ -139,18 +139,19 @@ def warm_start(net: QNetwork, warm: torch.Tensor, factors: torch.Tensor, bias: t
 
 
 def train_agent(sim, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNConfig, progress: bool = True,
-                start_from_factors: bool = True) -> DQN:
+                start_from_factors: bool = True, alpha: float = 10.0) -> DQN:
     """Train notebook 06's DQN with ``item_feats`` on the warm catalogue only, without the click model (notebook 07).
 
     Cold items are never shown, bootstrapped from or visible in histories; ``start_from_factors``
-    first applies :func:`warm_start` with the simulator's item factors of *warm* items.
+    first applies :func:`warm_start` (ridge ``alpha``) with the simulator's item factors of *warm* items.
     """
     if item_feats.shape[0] != sim.n_items:
         raise ValueError(f"item_feats needs one row an item ({sim.n_items}), got {item_feats.shape[0]}")
     agent = DQN(sim, config, observe=restricted_observe(~cold, hide_history=True), item_feats=item_feats)
     if start_from_factors:
         dim = sim.item_factors.shape[1]
-        agent.fit_r2 = warm_start(agent.online, ~cold, sim.item_factors.cpu(), sim.item_bias.cpu(), slice(0, dim))
+        agent.fit_r2 = warm_start(agent.online, ~cold, sim.item_factors.cpu(), sim.item_bias.cpu(), slice(0, dim),
+                                  alpha=alpha)
         agent.target.load_state_dict(agent.online.state_dict())
     agent.train(progress=progress)
     return agent
@@ -196,8 +197,12 @@ class CataloguePolicy:
         q = self.score(sim).float().masked_fill(~mask, NEG)
         best = q.max(1, keepdim=True).values
         tied = mask & (q >= best - 1e-5 * (1 + best.abs()))
-        noise = torch.rand(q.shape, generator=self.generator).to(q.device)
-        return top_items(noise, tied, 1)
+        choice = q.argmax(1)
+        multi = (tied.sum(1) > 1).nonzero().squeeze(1)  # usually few rows: noise only where it decides
+        if len(multi):
+            noise = torch.rand(len(multi), q.shape[1], generator=self.generator).to(q.device)
+            choice[multi] = top_items(noise, tied[multi], 1)
+        return choice
 
 
 def evaluate_catalogues(sim, scorers: dict, cold: torch.Tensor, n_users: int = 1000, seed: int = 1,

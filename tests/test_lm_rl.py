@@ -73,6 +73,18 @@ def test_catalogue_policies_pick_only_their_catalogue(sim):
     assert cold[actions].all()
 
 
+def test_catalogue_policy_breaks_ties_at_random(sim):
+    cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
+    sim.reset(200, seed=0)
+    flat = lambda s: torch.zeros(s.n_users, s.n_items)  # an ID network on never-seen items: all alike
+    picks = lm_rl.CataloguePolicy(flat, cold, "flat")(sim)
+    counts = torch.bincount(picks, minlength=sim.n_items)[cold]
+    assert cold[picks].all() and (counts > 0).all()  # every cold item gets picked, not just the lowest id
+    step = lambda s: torch.arange(s.n_items, dtype=torch.float).expand(s.n_users, -1)
+    best = step(sim).masked_fill(~(sim.available_mask() & cold), -1).argmax(1)
+    assert torch.equal(lm_rl.CataloguePolicy(step, cold, "s")(sim), best)  # no tie: the argmax
+
+
 def test_mean_ci_matches_t_interval():
     mean, half = lm_rl.mean_ci([1.0, 2.0, 3.0])
     assert mean == pytest.approx(2.0) and half == pytest.approx(4.303 * 1.0 / np.sqrt(3), rel=1e-3)
