@@ -143,11 +143,13 @@ def train_agent(sim, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNCo
     """Train notebook 06's DQN with ``item_feats`` on the warm catalogue only, without the click model (notebook 07).
 
     Cold items are never shown, bootstrapped from or visible in histories; ``start_from_factors``
-    first applies :func:`warm_start` (ridge ``alpha``) with the simulator's item factors of *warm* items.
+    first applies :func:`warm_start` (ridge ``alpha``) with the simulator's item factors of *warm* items;
+    the fit's R^2 on warm items is kept as ``agent.fit_r2`` (None without a warm start).
     """
     if item_feats.shape[0] != sim.n_items:
         raise ValueError(f"item_feats needs one row an item ({sim.n_items}), got {item_feats.shape[0]}")
     agent = DQN(sim, config, observe=restricted_observe(~cold, hide_history=True), item_feats=item_feats)
+    agent.fit_r2 = None
     if start_from_factors:
         dim = sim.item_factors.shape[1]
         agent.fit_r2 = warm_start(agent.online, ~cold, sim.item_factors.cpu(), sim.item_bias.cpu(), slice(0, dim),
