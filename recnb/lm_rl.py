@@ -1,0 +1,457 @@
+"""Language models meet RL: text-feature Q-networks, cold-start items, TD fine-tuning, explanations (notebook 07).
+
+Builds on notebook 06's DQN (:mod:`recnb.agents.dqn`), whose Q-network scores an item from its
+*features* ``x_i`` (``QNetwork``: ``f(s) . g(x_i) + b(x_i)`` plus a state value and a learned price on
+genre fatigue). Here ``x_i`` is either
+
+* **text**: the frozen MiniLM vector of the item's text (notebook 03); the item tower ``g`` is then a
+  learned linear adapter on top of the language model, or
+* **ID**: a one-hot vector, so ``g`` is a learned ID embedding table.
+
+**What the agent sees** (:func:`restricted_observe`): the platform's user model (taste vector, bias,
+genre exposure, session time), the history and the catalogue -- *not* the simulator's click model
+(``immediate``), which no platform has for a new item. Both networks start from the platform's
+collaborative item factors fitted on warm items only (:func:`warm_start`), then learn by TD.
+Every score is the network's own forward pass (:func:`q_scorer`, :func:`score_items`).
+
+**Cold-start protocol** (DESIGN sections 7 and 8): :func:`cold_item_mask` draws 20% of items as
+*cold*. During training they are never in the agent's catalogue (masked from exploration, the greedy
+choice and the bootstrap target) and are hidden from the histories it reads
+(:func:`restricted_observe`). At test time they enter the catalogue; the simulated users' preferences
+for them were always known to the simulator (it is calibrated on all items). Each policy is then
+scored twice on fresh users: choosing only among warm items, and only among cold items
+(:func:`evaluate_catalogues`), so "click rate on cold items" is the click rate of a policy whose
+recommendations are cold items.
+
+**TD fine-tuning** (:class:`TopLayers`, :func:`td_finetune`): the hidden states that enter the top
+transformer layer(s) are computed once and cached; the top layer(s), mean pooling and normalisation
+are rerun with gradients, and a TD loss -- Huber between ``Q(s, a)`` and the frozen agent's Double-DQN
+target -- updates the top layer(s), the adapter and the state tower end to end.
+
+**Explanations** (:func:`history_attribution`, :func:`word_attribution`): leave-one-out occlusion
+-- how much a Q-value drops when one history item, or one word of the item's text, is removed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .agents.dqn import DQN, DQNConfig, dqn_targets
+from .agents.networks import QNetwork, observe_simulator
+from .agents.replay import ReplayBuffer
+from .agents.dqn import NEG
+from .policies import Evaluation, evaluate_policy, top_items
+
+
+# ---------------------------------------------------------------- the cold-start catalogue
+
+def cold_item_mask(n_items: int, fraction: float = 0.2, seed: int = 0) -> torch.Tensor:
+    """BoolTensor [n_items], True for the ``fraction`` of items held out as cold (notebook 07)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction of cold items must be in (0, 1), got {fraction}")
+    if n_items < 2:
+        raise ValueError(f"n_items must be >= 2, got {n_items}")
+    rng = np.random.default_rng(seed)
+    cold = torch.zeros(n_items, dtype=torch.bool)
+    cold[torch.as_tensor(rng.choice(n_items, size=max(1, int(round(fraction * n_items))), replace=False))] = True
+    return cold
+
+
+def restricted_observe(allowed: torch.Tensor | None = None, hide_history: bool = True) -> Callable:
+    """The platform's ``observe(sim)``: no click model, and only ``allowed`` items (notebook 07).
+
+    Drops ``observe_simulator``'s ``immediate`` (the simulator's own click model: a platform has none
+    for a new item), keeps the user features, history and mask; with ``allowed`` given, the mask
+    keeps only those items and (if ``hide_history``) the history shows the others as padding.
+    """
+    allowed = None if allowed is None else torch.as_tensor(allowed, dtype=torch.bool)
+
+    def observe(sim) -> dict:
+        obs = observe_simulator(sim)
+        del obs["immediate"]
+        if allowed is None:
+            return obs
+        if allowed.shape != (sim.n_items,):
+            raise ValueError(f"allowed must be a BoolTensor of shape ({sim.n_items},), got {tuple(allowed.shape)}")
+        ok = allowed.to(obs["mask"].device)
+        obs["mask"] &= ok
+        if hide_history:  # an unseen item is not even a name to the agent: it reads as padding
+            hist = obs["history"]
+            visible = (hist < sim.n_items) & ok[hist.clamp(max=sim.n_items - 1)]
+            obs["history"] = torch.where(visible, hist, torch.full_like(hist, sim.n_items))
+        return obs
+
+    return observe
+
+
+def id_features(n_items: int) -> torch.Tensor:
+    """One-hot item features [n_items, n_items]: the item tower's first layer becomes an ID embedding (notebook 07)."""
+    return torch.eye(n_items)
+
+
+@torch.no_grad()
+def warm_start(net: QNetwork, warm: torch.Tensor, factors: torch.Tensor, bias: torch.Tensor,
+               taste_cols: slice, alpha: float = 10.0) -> float:
+    """Initialise ``net`` from the platform's collaborative model, fitted on ``warm`` items only (notebook 07).
+
+    The linear item tower becomes a ridge regression from item features to ``[factors, bias]`` (the
+    platform's matrix-factorisation item vectors), fitted on warm rows only -- so for one-hot IDs a
+    cold item's row stays at the warm average, and for text it is predicted from its text (notebook
+    03's text->BPR hybrid). The state tower starts as the user's taste vector (``user[:, taste_cols]``),
+    so ``Q`` starts as the platform's predicted rating; TD learning then adds the long run.
+    Returns the fit's R^2 on the warm rows.
+    """
+    if not hasattr(net.item_tower, "skip") or len(net.item_tower.mlp) != 1:
+        raise ValueError("warm_start needs a linear item tower: DQNConfig(linear_items=True)")
+    dim = factors.shape[1]
+    if net.embed_dim < dim:
+        raise ValueError(f"embed_dim ({net.embed_dim}) must be >= the factor width ({dim})")
+    x = net.item_x[warm]
+    y = torch.cat([factors[warm], bias[warm, None]], 1).to(x)
+    xm, ym = x.mean(0), y.mean(0)
+    xc, yc = x - xm, y - ym
+    # dual form when features outnumber items (one-hot IDs): (X X^T + a I)^-1 Y
+    if x.shape[1] > x.shape[0]:
+        w = xc.T @ torch.linalg.solve(xc @ xc.T + alpha * torch.eye(len(x)), yc)
+    else:
+        w = torch.linalg.solve(xc.T @ xc + alpha * torch.eye(x.shape[1]), xc.T @ yc)
+    layer = net.item_tower.skip
+    layer.weight.zero_(), layer.bias.zero_()
+    rows = list(range(dim)) + [net.embed_dim]  # embedding columns, then the bias column
+    layer.weight[rows] = w.T
+    layer.bias[rows] = ym - xm @ w
+    tower = net.state_tower
+    tower.skip.weight.zero_(), tower.skip.bias.zero_()
+    tower.skip.weight[torch.arange(dim), torch.arange(tower.skip.weight.shape[1])[taste_cols]] = 1.0
+    tower.mlp[-1].weight.zero_(), tower.mlp[-1].bias.zero_()
+    pred = xc @ w
+    return float(1 - ((pred - yc) ** 2).sum() / (yc ** 2).sum())
+
+
+def train_agent(sim, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNConfig, progress: bool = True,
+                start_from_factors: bool = True, alpha: float = 10.0) -> DQN:
+    """Train notebook 06's DQN with ``item_feats`` on the warm catalogue only, without the click model (notebook 07).
+
+    Cold items are never shown, bootstrapped from or visible in histories; ``start_from_factors``
+    first applies :func:`warm_start` (ridge ``alpha``) with the simulator's item factors of *warm* items;
+    the fit's R^2 on warm items is kept as ``agent.fit_r2`` (None without a warm start).
+    """
+    if item_feats.shape[0] != sim.n_items:
+        raise ValueError(f"item_feats needs one row an item ({sim.n_items}), got {item_feats.shape[0]}")
+    agent = DQN(sim, config, observe=restricted_observe(~cold, hide_history=True), item_feats=item_feats)
+    agent.fit_r2 = None
+    if start_from_factors:
+        dim = sim.item_factors.shape[1]
+        agent.fit_r2 = warm_start(agent.online, ~cold, sim.item_factors.cpu(), sim.item_bias.cpu(), slice(0, dim),
+                                  alpha=alpha)
+        agent.target.load_state_dict(agent.online.state_dict())
+    agent.train(progress=progress)
+    return agent
+
+
+# ---------------------------------------------------------------- scoring and evaluation
+
+def q_scorer(net: QNetwork) -> Callable:
+    """``score(sim) -> Q [B, N]``: the network itself on the platform's view of the full catalogue (notebook 07)."""
+    observe = restricted_observe()
+
+    @torch.no_grad()
+    def score(sim) -> torch.Tensor:
+        return net(observe(sim))
+
+    return score
+
+
+def random_scorer(seed: int = 0) -> Callable:
+    """``score(sim)``: uniform noise, i.e. a random available item (notebook 07)."""
+    gen = torch.Generator().manual_seed(seed)
+    return lambda sim: torch.rand(sim.n_users, sim.n_items, generator=gen).to(sim.device)
+
+
+def greedy_scorer(sim) -> torch.Tensor:
+    """``score(sim)``: the simulator's own immediate expected reward (an oracle that knows users' true tastes)."""
+    return sim.expected_reward()
+
+
+class CataloguePolicy:
+    """Best-scored item among the user's available items that are also in ``allowed``; ties broken at random (notebook 07).
+
+    Random tie-breaking matters: an ID network scores all never-seen items alike, and taking the
+    lowest index among equals would hand it the catalogue's ordering (MovieLens ids favour old hits).
+    """
+
+    def __init__(self, score: Callable, allowed: torch.Tensor, name: str, seed: int = 0):
+        self.score, self.allowed, self.name = score, torch.as_tensor(allowed, dtype=torch.bool), name
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, sim) -> torch.Tensor:
+        mask = sim.available_mask() & self.allowed.to(sim.device)
+        q = self.score(sim).float().masked_fill(~mask, NEG)
+        best = q.max(1, keepdim=True).values
+        tied = mask & (q >= best - 1e-5 * (1 + best.abs()))
+        choice = q.argmax(1)
+        multi = (tied.sum(1) > 1).nonzero().squeeze(1)  # usually few rows: noise only where it decides
+        if len(multi):
+            noise = torch.rand(len(multi), q.shape[1], generator=self.generator).to(q.device)
+            choice[multi] = top_items(noise, tied[multi], 1)
+        return choice
+
+
+def evaluate_catalogues(sim, scorers: dict, cold: torch.Tensor, n_users: int = 1000, seed: int = 1,
+                        users=None) -> pd.DataFrame:
+    """Each scorer on fresh users, choosing among warm items only and among cold items only (notebook 07).
+
+    Returns one row per (policy, catalogue): mean return, click rate and episode length with 95% CIs
+    (simulator protocol, common random numbers: the same ``seed`` for every policy).
+    """
+    rows = []
+    for name, score in scorers.items():
+        for catalogue, allowed in (("warm", ~cold), ("cold", cold)):
+            ev: Evaluation = evaluate_policy(sim, CataloguePolicy(score, allowed, name), n_users=n_users, seed=seed,
+                                             users=users)
+            rows.append({**ev.summary(), "catalogue": catalogue})
+    return pd.DataFrame(rows)
+
+
+def mean_ci(values) -> tuple[float, float]:
+    """Mean and 95% CI half-width (Student t) of a few per-seed values (notebook 07)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float(values.mean()), float("nan")
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean()), float(half)
+
+
+# ---------------------------------------------------------------- the language model's top layers
+
+class TopLayers(nn.Module):
+    """The top ``n_top`` transformer layers of MiniLM over cached inputs, + masked mean pooling (notebook 07).
+
+    ``hidden`` [N, T, H] are the states entering the top layers for every item text (computed once by
+    :meth:`from_texts`); :meth:`forward` reruns the top layers for some items with gradients.
+    """
+
+    def __init__(self, layers: nn.ModuleList, hidden: torch.Tensor, attention: torch.Tensor):
+        super().__init__()
+        self.layers = layers
+        self.register_buffer("hidden", hidden)
+        self.register_buffer("attention", attention)
+
+    @classmethod
+    @torch.no_grad()
+    def from_texts(cls, texts: list[str], n_top: int = 1, batch_size: int = 64, progress: bool = False,
+                   cache: bool = True) -> "TopLayers":
+        """Run the frozen lower layers once over ``texts`` (cached on disk) and keep a trainable copy of the top ``n_top``."""
+        from .embeddings import load_encoder
+
+        tokenizer, model = load_encoder(device="cpu")
+        n_layers = len(model.encoder.layer)
+        if not 1 <= n_top <= n_layers:
+            raise ValueError(f"n_top must be in [1, {n_layers}], got {n_top}")
+        layers = copy.deepcopy(nn.ModuleList(model.encoder.layer[n_layers - n_top:])).float()
+        path = _top_cache_path(list(texts), n_top)
+        if cache and path.exists():
+            try:
+                from safetensors.torch import load_file
+
+                saved = load_file(str(path))
+                return cls(layers, saved["hidden"].float(), saved["attention"])
+            except Exception as exc:  # a corrupt cache is recomputed, never trusted
+                import warnings
+
+                warnings.warn(f"top-layer cache {path.name} is unreadable ({exc}); recomputing", stacklevel=2)
+        enc = tokenizer(list(texts), truncation=True, max_length=256)
+        lengths = np.array([len(ids) for ids in enc["input_ids"]])
+        width = int(lengths.max())
+        hidden = torch.zeros(len(texts), width, model.config.hidden_size)
+        attention = torch.zeros(len(texts), width, dtype=torch.long)
+        order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding per batch
+        for lo in tqdm(range(0, len(texts), batch_size), desc="LM lower layers", disable=not progress, leave=False):
+            idx = order[lo:lo + batch_size]
+            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()}, return_tensors="pt")
+            out = model(**batch, output_hidden_states=True)
+            w = batch["input_ids"].shape[1]  # real tokens never attend to padding, so its length does not matter
+            hidden[torch.as_tensor(idx), :w] = out.hidden_states[n_layers - n_top].float()
+            attention[torch.as_tensor(idx), :w] = batch["attention_mask"]
+        if cache:
+            from safetensors.torch import save_file
+
+            from .download import atomic_path
+
+            with atomic_path(path) as tmp:
+                save_file({"hidden": hidden.half().contiguous(), "attention": attention.contiguous()}, str(tmp))
+            hidden = hidden.half().float()  # the same values whether computed now or read back
+        return cls(layers, hidden, attention)
+
+    @property
+    def n_items(self) -> int:
+        return self.hidden.shape[0]
+
+    def forward(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised text vectors [len(items), H] (all items when ``items`` is None)."""
+        h = self.hidden if items is None else self.hidden[items]
+        mask = self.attention if items is None else self.attention[items]
+        width = int(mask.sum(1).max())  # trim padding every row shares
+        h, mask = h[:, :width], mask[:, :width]
+        additive = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        for layer in self.layers:
+            out = layer(h, attention_mask=additive)
+            h = out[0] if isinstance(out, tuple) else out
+        m = mask.unsqueeze(-1).float()
+        return F.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=1)
+
+    @torch.no_grad()
+    def all_vectors(self, batch_size: int = 256) -> torch.Tensor:
+        """Vectors of every item, in batches, without gradients."""
+        return torch.cat([self(torch.arange(lo, min(lo + batch_size, self.n_items)))
+                          for lo in range(0, self.n_items, batch_size)])
+
+
+def _top_cache_path(texts: list[str], n_top: int):
+    """Where the top-layer inputs of ``texts`` are cached (keyed by model weights, texts and ``n_top``)."""
+    import hashlib
+
+    from . import config
+    from .embeddings import DEFAULT_MODEL, OFFLINE_WEIGHTS_SHA256, texts_digest
+
+    key = f"{OFFLINE_WEIGHTS_SHA256[DEFAULT_MODEL]}:{texts_digest(texts)}:{n_top}:v1"
+    folder = config.data_dir() / "embeddings"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"minilm-top{n_top}-inputs-{hashlib.sha256(key.encode()).hexdigest()[:20]}.safetensors"
+
+
+@dataclass
+class FinetuneConfig:
+    """TD fine-tuning of the language model's top layer(s) with the Q-network (notebook 07)."""
+
+    steps: int = 40
+    """Gradient steps (each reruns the top layer(s) for the batch's items)."""
+    batch_size: int = 64
+    """Transitions per step, sampled from the trained agent's replay buffer."""
+    lm_lr: float = 1e-5
+    """Learning rate of the transformer layer(s): small, so the pretrained weights move gently."""
+    head_lr: float = 3e-4
+    """Learning rate of the adapter (item tower) and the state tower."""
+    finetune_lm: bool = True
+    """False = the control: the same TD steps with the language model frozen."""
+    seed: int = 0
+    """Seeds the sampled batches."""
+
+
+def _standardiser(net: QNetwork, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std that map raw text vectors to the network's standardised ``item_x`` (exactly)."""
+    mean = vectors.mean(0)
+    std = vectors.std(0).clamp_min(1e-6)
+    return mean, std
+
+
+def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bool = True) -> tuple[QNetwork, list]:
+    """A copy of ``agent.online`` trained further by TD on its replay buffer, optionally through the LM's top layer(s) (notebook 07).
+
+    Targets come from the agent's own (frozen) target network: ``r + gamma^n (1 - terminated) Q_target(s', a*)``.
+    Returns the new network (its ``item_x`` refreshed from the tuned text vectors) and the loss curve.
+    """
+    frozen_vectors = top.all_vectors()
+    mean, std = _standardiser(agent.online, frozen_vectors)
+    if agent.online.item_x.shape != frozen_vectors.shape or \
+            not torch.allclose((frozen_vectors - mean) / std, agent.online.item_x, atol=1e-3):
+        raise ValueError("the agent's item features are not these text vectors; train it on top.all_vectors()")
+    net = copy.deepcopy(agent.online).train()
+    lm = copy.deepcopy(top).train(config.finetune_lm)
+    lm.requires_grad_(config.finetune_lm)
+    groups = [{"params": list(net.parameters()), "lr": config.head_lr}]
+    if config.finetune_lm:
+        groups.append({"params": list(lm.parameters()), "lr": config.lm_lr})
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.Adam(groups)
+    gen = torch.Generator().manual_seed(config.seed)
+    cfg, losses = agent.config, []
+    base_x = net.item_x.clone()
+    for _ in tqdm(range(config.steps), desc="TD fine-tuning" if config.finetune_lm else "TD (LM frozen)",
+                  disable=not progress, leave=False):
+        batch = agent.buffer.sample(config.batch_size, cfg.n_step, cfg.gamma, gen)
+        target = dqn_targets(agent, batch)
+        action = batch["action"]
+        if config.finetune_lm:  # the taken items' features come from the trainable layer(s), with gradients
+            net.item_x = base_x.index_put((action,), (lm(action) - mean) / std)
+        q = net(ReplayBuffer.obs(batch), action)  # the network itself: every term of Q
+        loss = F.huber_loss(q, target, delta=cfg.huber_delta)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        opt.step()
+        losses.append(float(loss.detach()))
+    if config.finetune_lm:
+        lm.eval()
+        net.item_x = ((lm.all_vectors() - mean) / std).detach()
+    return net.eval(), losses
+
+
+# ---------------------------------------------------------------- explanations
+
+@torch.no_grad()
+def history_attribution(net: QNetwork, obs: dict, row: int, item: int) -> pd.DataFrame:
+    """How much ``Q(s, item)`` of user ``row`` drops when each history item is removed (occlusion) (notebook 07)."""
+    one = {k: v[row:row + 1] for k, v in obs.items()}
+    hist = one["history"][0]
+    positions = [p for p in range(len(hist)) if int(hist[p]) < net.n_items]
+    if not positions:
+        raise ValueError("this user's history is empty: there is nothing to attribute to")
+    variants = one["history"].repeat(len(positions) + 1, 1)
+    for k, p in enumerate(positions, 1):
+        variants[k, p] = net.n_items  # occlude = replace with padding
+    batch = {key: value.expand(len(variants), *value.shape[1:]) for key, value in one.items()}
+    batch["history"] = variants
+    q = net(batch, torch.full((len(variants),), item, dtype=torch.long))  # the network itself: every term
+    return pd.DataFrame({"position": positions, "item": [int(hist[p]) for p in positions],
+                         "q_drop": (q[0] - q[1:]).numpy()})
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\S+", text)
+
+
+@torch.no_grad()
+def word_attribution(score_text: Callable[[list[str]], np.ndarray], text: str) -> pd.DataFrame:
+    """How much a text-scored value drops when each word of ``text`` is deleted (occlusion) (notebook 07).
+
+    ``score_text(texts) -> values`` scores a list of texts (e.g. encode, then the Q-network's item tower).
+    """
+    words = _words(text)
+    if not words:
+        raise ValueError("text has no words to attribute to")
+    variants = [text] + [" ".join(words[:k] + words[k + 1:]) for k in range(len(words))]
+    values = np.asarray(score_text(variants), dtype=float)
+    return pd.DataFrame({"word": words, "q_drop": values[0] - values[1:]})
+
+
+@torch.no_grad()
+def score_items(net: QNetwork, obs: dict, item_x: torch.Tensor, genre_share: torch.Tensor | None = None) -> torch.Tensor:
+    """Q-values [B, M] of M new items from their *standardised* features ``item_x`` [M, F] (notebook 07).
+
+    The network itself scores them: a copy whose catalogue is extended by the new items (their
+    genre shares ``genre_share`` [M, G] are needed when it has the fatigue term); histories keep
+    pointing at the old catalogue.
+    """
+    if item_x.dim() != 2 or item_x.shape[1] != net.item_x.shape[1]:
+        raise ValueError(f"item_x must be [M, {net.item_x.shape[1]}] standardised features, got {tuple(item_x.shape)}")
+    big = copy.deepcopy(net)
+    big.item_x = torch.cat([net.item_x, item_x.to(net.item_x)])
+    if net.fatigue is not None:
+        if genre_share is None or genre_share.shape != (len(item_x), net.genre_share.shape[1]):
+            raise ValueError(f"this network prices genre fatigue: pass genre_share [{len(item_x)}, {net.genre_share.shape[1]}]")
+        big.genre_share = torch.cat([net.genre_share, genre_share.to(net.genre_share)])
+    obs = dict(obs, history=torch.where(obs["history"] < net.n_items, obs["history"], big.n_items))
+    return big(obs)[:, net.n_items:]
