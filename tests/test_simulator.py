@@ -1,7 +1,6 @@
 """Tests for recnb.simulator on a small synthetic catalogue built here (fast: no MovieLens)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -9,21 +8,12 @@ from recnb.data import GENRES
 from recnb.policies import GreedyPolicy, PopularityPolicy, RandomPolicy, evaluate_policy
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
 
+from conftest import synthetic_ratings
+
 
 def synthetic(n_users=60, n_items=50, per_user=15, seed=0):
-    """Ratings from a hidden 3-factor model, item ids 1..n_items, genres 1-3 per item."""
-    rng = np.random.default_rng(seed)
-    P, Q = rng.normal(size=(n_users, 3)), rng.normal(size=(n_items, 3))
-    rows = []
-    for u in range(n_users):
-        for i in rng.choice(n_items, size=per_user, replace=False):
-            r = int(np.clip(np.round(3.5 + P[u] @ Q[i] + rng.normal(scale=0.3)), 1, 5))
-            rows.append((u + 1, i + 1, r, 1000 * u + len(rows)))
-    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
-    names = list(GENRES[1:])
-    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
-                          "genres": [list(rng.choice(names, size=rng.integers(1, 4), replace=False)) for _ in range(n_items)]})
-    return ratings, items
+    """Ratings from a hidden 3-factor model, item ids 1..n_items, genres 1-3 per item (shared by several test files)."""
+    return synthetic_ratings(n_users, n_items, per_user, seed, max_genres=3)
 
 
 @pytest.fixture(scope="module")
