@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -28,8 +26,8 @@ import recnb.envs  # noqa: F401  (registers recnb/MovieLens-v0)
 from recnb.agents.dqn import DQN, DQNConfig
 from recnb.policies import GreedyPolicy, evaluate_policy
 from recnb.simulator import SimulatorConfig, UserSimulator
+from results_md import write_section
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 START, END = "<!-- dqn_vs_sb3:start -->", "<!-- dqn_vs_sb3:end -->"
 
 
@@ -138,13 +136,7 @@ choice and target, and its Q-network starts as greedy and learns the price of fa
 {END}"""
     print("\n" + section)
     if args.write:
-        text = RESULTS.read_text()
-        pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-        text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
-        tmp = RESULTS.with_suffix(".md.part")
-        tmp.write_text(text)
-        tmp.replace(RESULTS)  # atomic: readers see the old file or the new one
-        print(f"wrote {RESULTS}")
+        print(f"wrote {write_section(section, START, END)}")
 
 if __name__ == "__main__":
     main()

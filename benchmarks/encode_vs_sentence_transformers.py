@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from recnb import config, data, embeddings, text
+from results_md import write_section
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BEGIN, END = "<!-- begin encode_vs_sentence_transformers -->", "<!-- end encode_vs_sentence_transformers -->"
 
 
@@ -110,10 +108,7 @@ def main(argv=None) -> int:
     section = "\n".join(lines)
     print(section)
     if args.write:
-        old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-        pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-        new = pattern.sub(lambda _: section, old) if pattern.search(old) else old.rstrip() + "\n\n" + section + "\n"
-        RESULTS.write_text(new)
+        write_section(section, BEGIN, END)
     assert diff <= 1e-5, f"recnb and sentence-transformers disagree by {diff}"
     return 0
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from recnb.envs import ENV_ID, MovieLensEnv  # registers the env id
 from recnb.simulator import PerUserSimulator, SimulatorConfig, UserSimulator, movielens_calibration
+from results_md import write_section
 
 START, END = "<!-- simulator_throughput:start -->", "<!-- simulator_throughput:end -->"
 
@@ -148,14 +148,7 @@ judged per CPU-second: batched core >= 1,000,000 user-steps/s at 1,024 users --
 {END}"""
     print("\n" + section)
     if not args.no_write:
-        path = ROOT / "benchmarks" / "RESULTS.md"
-        text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
-        pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-        text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section + "\n"
-        tmp = path.with_suffix(".md.part")
-        tmp.write_text(text)
-        tmp.replace(path)
-        print(f"wrote {path.relative_to(ROOT)}")
+        print(f"wrote {write_section(section, START, END).relative_to(ROOT)}")
     return 0
 
 
