@@ -139,13 +139,16 @@ def warm_start(net: QNetwork, warm: torch.Tensor, factors: torch.Tensor, bias: t
 
 
 def train_agent(sim, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNConfig, progress: bool = True,
-                start_from_factors: bool = True, alpha: float = 10.0) -> DQN:
+                start_from_factors: bool = True, alpha: float = 10.0, td: bool = True) -> DQN:
     """Train notebook 06's DQN with ``item_feats`` on the warm catalogue only, without the click model (notebook 07).
 
     Cold items are never shown, bootstrapped from or visible in histories; ``start_from_factors``
     first applies :func:`warm_start` (ridge ``alpha``) with the simulator's item factors of *warm* items;
     the fit's R^2 on warm items is kept as ``agent.fit_r2`` (None without a warm start).
+    ``td=False`` stops after the warm start: the ablation that shows what TD learning adds.
     """
+    if not (td or start_from_factors):
+        raise ValueError("with td=False and start_from_factors=False the network would stay at random weights")
     if item_feats.shape[0] != sim.n_items:
         raise ValueError(f"item_feats needs one row an item ({sim.n_items}), got {item_feats.shape[0]}")
     agent = DQN(sim, config, observe=restricted_observe(~cold, hide_history=True), item_feats=item_feats)
@@ -155,7 +158,8 @@ def train_agent(sim, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNCo
         agent.fit_r2 = warm_start(agent.online, ~cold, sim.item_factors.cpu(), sim.item_bias.cpu(), slice(0, dim),
                                   alpha=alpha)
         agent.target.load_state_dict(agent.online.state_dict())
-    agent.train(progress=progress)
+    if td:
+        agent.train(progress=progress)
     return agent
 
 
@@ -188,14 +192,47 @@ class CataloguePolicy:
 
     Random tie-breaking matters: an ID network scores all never-seen items alike, and taking the
     lowest index among equals would hand it the catalogue's ordering (MovieLens ids favour old hits).
+
+    ``skip_ignored`` is a serving rule every platform applies: an item the user was shown and did not
+    click is not shown to them again this episode. Without it a deterministic policy that misjudges
+    an item shows it again and again -- the simulated user's clicks are fresh draws, so a wrong guess
+    is never corrected, and on the items the policy knows least (cold ones) most steps go to repeats.
+    Applied alike to every policy compared. Once every allowed item was ignored, ignored items come
+    back; once every allowed item was consumed, one is shown again anyway (it earns nothing).
     """
 
-    def __init__(self, score: Callable, allowed: torch.Tensor, name: str, seed: int = 0):
+    def __init__(self, score: Callable, allowed: torch.Tensor, name: str, seed: int = 0, skip_ignored: bool = True):
         self.score, self.allowed, self.name = score, torch.as_tensor(allowed, dtype=torch.bool), name
-        self.generator = torch.Generator().manual_seed(seed)
+        self.skip_ignored = skip_ignored
+        self.reset(seed)
+
+    def reset(self, seed: int = 0):
+        """Forget the episode (``evaluate_policy`` calls this before every evaluation)."""
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.ignored = self.previous = None
+        self.shown = self.repeats = 0
+
+    @property
+    def repeat_fraction(self) -> float:
+        """Share of this episode's recommendations that repeated the user's previous item."""
+        return self.repeats / max(self.shown, 1)
+
+    def _remember_ignored(self, sim, available: torch.Tensor) -> None:
+        if self.ignored is None or self.ignored.shape != available.shape:
+            self.ignored = torch.zeros_like(available)
+        elif self.previous is not None:  # shown last step and still available = not clicked
+            rows = available.gather(1, self.previous[:, None]).squeeze(1).nonzero().squeeze(1)
+            self.ignored[rows, self.previous[rows]] = True
 
     def __call__(self, sim) -> torch.Tensor:
-        mask = sim.available_mask() & self.allowed.to(sim.device)
+        available, allowed = sim.available_mask(), self.allowed.to(sim.device)
+        self._remember_ignored(sim, available)
+        mask = available & allowed
+        if self.skip_ignored:
+            fresh = mask & ~self.ignored
+            mask = torch.where(fresh.any(1, keepdim=True), fresh, mask)
+        # a user who consumed every allowed item is shown one again: legal, never clicked, earns nothing
+        mask = torch.where(mask.any(1, keepdim=True), mask, allowed.expand_as(mask))
         q = self.score(sim).float().masked_fill(~mask, NEG)
         best = q.max(1, keepdim=True).values
         tied = mask & (q >= best - 1e-5 * (1 + best.abs()))
@@ -204,22 +241,29 @@ class CataloguePolicy:
         if len(multi):
             noise = torch.rand(len(multi), q.shape[1], generator=self.generator).to(q.device)
             choice[multi] = top_items(noise, tied[multi], 1)
+        if self.previous is not None:
+            active = sim.active
+            self.repeats += int((choice == self.previous)[active].sum())
+            self.shown += int(active.sum())
+        self.previous = choice
         return choice
 
 
 def evaluate_catalogues(sim, scorers: dict, cold: torch.Tensor, n_users: int = 1000, seed: int = 1,
-                        users=None) -> pd.DataFrame:
+                        users=None, skip_ignored: bool = True) -> pd.DataFrame:
     """Each scorer on fresh users, choosing among warm items only and among cold items only (notebook 07).
 
     Returns one row per (policy, catalogue): mean return, click rate and episode length with 95% CIs
-    (simulator protocol, common random numbers: the same ``seed`` for every policy).
+    (simulator protocol, common random numbers: the same ``seed`` for every policy), and
+    ``repeat_share``, the share of recommendations that repeated the user's previous item.
+    ``skip_ignored``: :class:`CataloguePolicy`'s serving rule, for every scorer alike.
     """
     rows = []
     for name, score in scorers.items():
         for catalogue, allowed in (("warm", ~cold), ("cold", cold)):
-            ev: Evaluation = evaluate_policy(sim, CataloguePolicy(score, allowed, name), n_users=n_users, seed=seed,
-                                             users=users)
-            rows.append({**ev.summary(), "catalogue": catalogue})
+            policy = CataloguePolicy(score, allowed, name, skip_ignored=skip_ignored)
+            ev: Evaluation = evaluate_policy(sim, policy, n_users=n_users, seed=seed, users=users)
+            rows.append({**ev.summary(), "catalogue": catalogue, "repeat_share": policy.repeat_fraction})
     return pd.DataFrame(rows)
 
 

@@ -85,6 +85,39 @@ def test_catalogue_policy_breaks_ties_at_random(sim):
     assert torch.equal(lm_rl.CataloguePolicy(step, cold, "s")(sim), best)  # no tie: the argmax
 
 
+def _ranked(s):
+    """A fixed ranking: the highest item id is always best."""
+    return torch.arange(s.n_items, dtype=torch.float).expand(s.n_users, -1)
+
+
+@pytest.mark.parametrize("skip_ignored", [True, False])
+def test_catalogue_policy_does_not_reshow_an_ignored_item_unless_told(sim, skip_ignored):
+    allowed = torch.ones(sim.n_items, dtype=torch.bool)
+    policy = lm_rl.CataloguePolicy(_ranked, allowed, "ranked", skip_ignored=skip_ignored)
+    policy.reset(0)
+    sim.reset(40, seed=3)
+    first = policy(sim)
+    _, _, _, _, info = sim.step(first)
+    second = policy(sim)
+    ignored = ~info["clicked"] & sim.active
+    assert ignored.any() and info["clicked"].any()
+    if skip_ignored:  # the ignored item is skipped: the next best available item instead
+        assert not (second == first)[ignored].any()
+    else:  # the same best item again: the failure taught the policy nothing
+        assert (second == first)[ignored].all()
+    assert policy.repeat_fraction == pytest.approx(float((second == first)[sim.active].float().mean()))
+
+
+def test_catalogue_policy_comes_back_to_ignored_items_when_nothing_else_is_allowed(sim):
+    allowed = torch.zeros(sim.n_items, dtype=torch.bool)
+    allowed[[3, 7]] = True
+    policy = lm_rl.CataloguePolicy(_ranked, allowed, "two items")
+    shown = []
+    ev = lm_rl.evaluate_policy(sim, lambda s: shown.append(policy(s)) or shown[-1], n_users=30, seed=5)
+    assert ev.lengths.min() >= 1 and ev.returns.max() <= 2  # ignored, consumed: never anything but items 3 and 7
+    assert allowed[torch.cat(shown)].all()
+
+
 def test_mean_ci_matches_t_interval():
     mean, half = lm_rl.mean_ci([1.0, 2.0, 3.0])
     assert mean == pytest.approx(2.0) and half == pytest.approx(4.303 * 1.0 / np.sqrt(3), rel=1e-3)
@@ -131,6 +164,22 @@ def test_score_items_equals_the_networks_own_q_for_catalogue_items(sim):
     assert torch.allclose(lm_rl.q_scorer(net)(sim), q, atol=1e-5)  # the scorer is the network itself
     with pytest.raises(ValueError, match="genre_share"):
         lm_rl.score_items(net, obs, net.item_x[[3]])
+
+
+def test_train_agent_without_td_is_the_warm_start_alone(sim):
+    cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
+    feats = lm_rl.id_features(sim.n_items)
+    agent = lm_rl.train_agent(sim, feats, cold, tiny_dqn(), progress=False, td=False)
+    assert agent.buffer.size == 0 and agent.fit_r2 is not None
+    dim = sim.item_factors.shape[1]
+    net = QNetwork(feats, user_feature_dim(sim), 8, 16, linear_items=True, genre_share=genre_shares(sim),
+                   exposure_cols=exposure_columns(sim))
+    lm_rl.warm_start(net, ~cold, sim.item_factors, sim.item_bias, slice(0, dim), alpha=10.0)
+    sim.reset(5, seed=0)
+    obs = lm_rl.restricted_observe()(sim)
+    assert torch.allclose(agent.online(obs), net(obs), atol=1e-5)
+    with pytest.raises(ValueError, match="random weights"):
+        lm_rl.train_agent(sim, feats, cold, tiny_dqn(), progress=False, td=False, start_from_factors=False)
 
 
 def test_warm_start_fits_warm_items_only_and_starts_q_at_the_predicted_rating(sim):
