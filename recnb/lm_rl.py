@@ -21,7 +21,8 @@ choice and the bootstrap target) and are hidden from the histories it reads
 for them were always known to the simulator (it is calibrated on all items). Each policy is then
 scored twice on fresh users: choosing only among warm items, and only among cold items
 (:func:`evaluate_catalogues`), so "click rate on cold items" is the click rate of a policy whose
-recommendations are cold items.
+recommendations are cold items. Every policy is served with the same rule (:class:`CataloguePolicy`):
+an item the user ignored is not shown to them again in the episode.
 
 **TD fine-tuning** (:class:`TopLayers`, :func:`td_finetune`): the hidden states that enter the top
 transformer layer(s) are computed once and cached; the top layer(s), mean pooling and normalisation

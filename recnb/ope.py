@@ -66,10 +66,14 @@ def _as_logs(actions, rewards, propensities, target):
     return actions, rewards, propensities, target
 
 
-def _estimate(terms: np.ndarray, name: str) -> Estimate:
+def _stderr(terms: np.ndarray) -> float:
+    """Standard error of the mean of ``terms``; NaN (without a NumPy warning) for a single round."""
     n = len(terms)
-    stderr = float(terms.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-    return Estimate(float(terms.mean()), stderr, name)
+    return float(terms.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+
+def _estimate(terms: np.ndarray, name: str) -> Estimate:
+    return Estimate(float(terms.mean()), _stderr(terms), name)
 
 
 def importance_weights(actions, propensities, target, clip: float | None = None) -> np.ndarray:
@@ -112,7 +116,7 @@ def snips(actions, rewards, propensities, target) -> Estimate:
         raise ValueError("the target policy never takes a logged action: SNIPS is undefined; log more varied actions")
     value = float((w * rewards).sum() / w.sum())
     terms = w * (rewards - value) / w.mean()  # influence function of the ratio estimator
-    return Estimate(value, float(terms.std(ddof=1) / np.sqrt(len(w))), "SNIPS")
+    return Estimate(value, _stderr(terms), "SNIPS")
 
 
 def doubly_robust(actions, rewards, propensities, target, predicted_rewards) -> Estimate:

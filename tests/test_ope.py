@@ -106,3 +106,15 @@ def test_bad_logs_are_explained(kwargs, message):
         ope.ips(**kwargs)
     with pytest.raises(ValueError, match="at least 2 folds"):
         ope.cross_fit(10, None, None, folds=1)
+
+
+def test_a_single_logged_round_gives_a_value_and_no_standard_error_without_warnings():
+    import warnings
+
+    target = np.array([[0.25, 0.75]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's "degrees of freedom <= 0" would fail here
+        for est in (ope.snips([1], [1.0], [0.5], target), ope.ips([1], [1.0], [0.5], target)):
+            assert np.isnan(est.stderr)
+    assert ope.snips([1], [1.0], [0.5], target).value == pytest.approx(1.0)
+    assert ope.ips([1], [1.0], [0.5], target).value == pytest.approx(1.5)
