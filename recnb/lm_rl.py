@@ -215,10 +215,10 @@ class CataloguePolicy:
 
     @property
     def repeat_fraction(self) -> float:
-        """Share of this episode's recommendations that repeated the user's previous item."""
+        """Share of this evaluation's recommendations that repeated the user's previous item."""
         return self.repeats / max(self.shown, 1)
 
-    def _remember_ignored(self, sim, available: torch.Tensor) -> None:
+    def _remember_ignored(self, available: torch.Tensor) -> None:
         if self.ignored is None or self.ignored.shape != available.shape:
             self.ignored = torch.zeros_like(available)
         elif self.previous is not None:  # shown last step and still available = not clicked
@@ -227,7 +227,7 @@ class CataloguePolicy:
 
     def __call__(self, sim) -> torch.Tensor:
         available, allowed = sim.available_mask(), self.allowed.to(sim.device)
-        self._remember_ignored(sim, available)
+        self._remember_ignored(available)
         mask = available & allowed
         if self.skip_ignored:
             fresh = mask & ~self.ignored

@@ -116,6 +116,7 @@ def test_catalogue_policy_comes_back_to_ignored_items_when_nothing_else_is_allow
     ev = lm_rl.evaluate_policy(sim, lambda s: shown.append(policy(s)) or shown[-1], n_users=30, seed=5)
     assert ev.lengths.min() >= 1 and ev.returns.max() <= 2  # ignored, consumed: never anything but items 3 and 7
     assert allowed[torch.cat(shown)].all()
+    assert policy.repeat_fraction > 0  # with two items, a user who ignored both is shown one of them again
 
 
 def test_mean_ci_matches_t_interval():
