@@ -7,7 +7,8 @@ Importing this module registers ``recnb/MovieLens-v0``::
     env = gym.make("recnb/MovieLens-v0")                      # MovieLens-100K, cached calibration
     env = gym.make("recnb/MovieLens-v0", config=SimulatorConfig(long_term=False))
 
-* Actions: ``Discrete(n_items)`` (``MultiDiscrete`` for slates). Showing an already-consumed item
+* Actions: ``Discrete(n_items)``; for slates a :class:`SlateSpace` (a ``MultiDiscrete`` that holds
+  only slates of distinct items, so ``action_space.sample()`` is always legal). Showing an already-consumed item
   is legal and earns nothing, so mask-unaware agents (e.g. stable-baselines3) run; an id outside
   ``[0, n_items)`` raises ``IndexError``.
 * Observation: ``{"history": last consumed items (n_items = padding), "mask": 1 where an item is
@@ -22,6 +23,8 @@ action).
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -34,9 +37,46 @@ from .simulator import PerUserSimulator, SimulatorConfig, UserSimulator
 ENV_ID = "recnb/MovieLens-v0"
 
 
+class SlateSpace(spaces.MultiDiscrete):
+    """Slates of ``slate_size`` *distinct* item ids in ``[0, n_items)``, optionally batched (notebook 04).
+
+    A plain ``MultiDiscrete`` also holds slates that show one item twice, which the simulator rejects,
+    so its ``sample()`` -- and gymnasium's env checker, which steps with a sample -- could give an
+    illegal action. This space holds legal slates only: ``sample()`` draws without replacement and
+    ``contains()`` requires distinct ids. It stays a ``MultiDiscrete`` for libraries that dispatch on it.
+    """
+
+    def __init__(self, n_items: int, slate_size: int, batch: tuple[int, ...] = (), seed=None):
+        if not 2 <= slate_size <= n_items:
+            raise ValueError(f"a slate needs 2 <= slate_size <= n_items ({n_items}), got {slate_size}")
+        self.n_items, self.slate_size, self.batch = int(n_items), int(slate_size), tuple(batch)
+        super().__init__(np.full((*self.batch, self.slate_size), self.n_items), seed=seed)
+
+    def sample(self, mask=None, probability=None) -> np.ndarray:
+        if mask is not None or probability is not None:
+            raise NotImplementedError("SlateSpace samples uniformly; pick masked slates with your own policy")
+        keys = self.np_random.random((*self.batch, self.n_items))  # a random order of the items a slate
+        return np.argsort(keys, axis=-1)[..., :self.slate_size].astype(self.dtype)
+
+    def contains(self, x) -> bool:
+        if not super().contains(x):
+            return False
+        ordered = np.sort(np.asarray(x), axis=-1)
+        return not bool((ordered[..., 1:] == ordered[..., :-1]).any())
+
+    def __repr__(self) -> str:
+        return f"SlateSpace(n_items={self.n_items}, slate_size={self.slate_size}, batch={self.batch})"
+
+
+@batch_space.register(SlateSpace)
+def _batch_slates(space: SlateSpace, n: int = 1) -> SlateSpace:
+    """A vector env's action space: one legal slate a user."""
+    return SlateSpace(space.n_items, space.slate_size, (n, *space.batch), seed=deepcopy(space.np_random))
+
+
 def _spaces(sim: UserSimulator):
     n, k, slate = sim.n_items, sim.config.history_len, sim.config.slate_size
-    action = spaces.Discrete(n) if slate == 1 else spaces.MultiDiscrete([n] * slate)
+    action = spaces.Discrete(n) if slate == 1 else SlateSpace(n, slate)
     observation = spaces.Dict({"history": spaces.MultiDiscrete(np.full(k, n + 1)), "mask": spaces.MultiBinary(n)})
     return action, observation
 

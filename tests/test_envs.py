@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from recnb.envs import ENV_ID, MovieLensEnv, MovieLensVectorEnv
+from recnb.envs import ENV_ID, MovieLensEnv, MovieLensVectorEnv, SlateSpace
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
 from test_simulator import synthetic
 
@@ -19,6 +19,27 @@ def simulator():
 def test_env_passes_gymnasium_checker(simulator):
     check_env(MovieLensEnv(simulator), skip_render_check=True)
     check_env(MovieLensEnv(simulator, SimulatorConfig(slate_size=3)), skip_render_check=True)
+
+
+def test_slate_action_spaces_sample_only_legal_slates(simulator):
+    env = MovieLensEnv(simulator, SimulatorConfig(slate_size=3))
+    assert isinstance(env.action_space, SlateSpace) and isinstance(env.action_space, gym.spaces.MultiDiscrete)
+    env.action_space.seed(0)
+    samples = np.array([env.action_space.sample() for _ in range(2000)])  # a plain MultiDiscrete: ~6% repeat an item
+    assert samples.shape == (2000, 3) and samples.min() >= 0 and samples.max() < 50
+    assert all(len(set(s)) == 3 for s in samples)
+    assert len(np.unique(samples)) == 50  # every item can be drawn
+    assert env.action_space.contains(np.array([1, 2, 3])) and not env.action_space.contains(np.array([1, 1, 3]))
+    env.reset(seed=0)
+    env.step(samples[0])
+    envs = MovieLensVectorEnv(16, simulator, SimulatorConfig(slate_size=3))
+    envs.reset(seed=0)
+    batch = envs.action_space.sample()
+    assert batch.shape == (16, 3) and envs.action_space.contains(batch)
+    assert all(len(set(row)) == 3 for row in batch)
+    envs.step(batch)
+    with pytest.raises(ValueError, match="slate_size"):
+        SlateSpace(5, 6)
 
 
 def test_env_is_registered_and_makes_with_a_simulator(simulator):
