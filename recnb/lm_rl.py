@@ -392,7 +392,7 @@ class FinetuneConfig:
     finetune_lm: bool = True
     """False = the control: the same TD steps with the language model frozen."""
     seed: int = 0
-    """Seeds the sampled batches."""
+    """Seeds the sampled batches and the transformer's dropout: the same seed, the same fine-tuned network."""
 
 
 def _standardiser(net: QNetwork, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -402,20 +402,26 @@ def _standardiser(net: QNetwork, vectors: torch.Tensor) -> tuple[torch.Tensor, t
     return mean, std
 
 
-def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bool = True) -> tuple[QNetwork, list]:
+def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bool = True,
+                device: str | torch.device | None = None) -> tuple[QNetwork, list]:
     """A copy of ``agent.online`` trained further by TD on its replay buffer, optionally through the LM's top layer(s) (notebook 07).
 
     Targets come from the agent's own (frozen) target network: ``r + gamma^n (1 - terminated) Q_target(s', a*)``.
-    Returns the new network (its ``item_x`` refreshed from the tuned text vectors) and the loss curve.
+    The copies train on ``device`` (default: the agent's; a GPU is where the transformer layers pay off).
+    Returns the new network on the agent's device (its ``item_x`` refreshed from the tuned text vectors)
+    and the loss curve.
     """
     frozen_vectors = top.all_vectors()
     mean, std = _standardiser(agent.online, frozen_vectors)
     if agent.online.item_x.shape != frozen_vectors.shape or \
             not torch.allclose((frozen_vectors - mean) / std, agent.online.item_x, atol=1e-3):
         raise ValueError("the agent's item features are not these text vectors; train it on top.all_vectors()")
-    net = copy.deepcopy(agent.online).train()
-    lm = copy.deepcopy(top).train(config.finetune_lm)
+    home = agent.online.item_x.device
+    device = home if device is None else torch.device(device)
+    net = copy.deepcopy(agent.online).train().to(device)
+    lm = copy.deepcopy(top).train(config.finetune_lm).to(device)
     lm.requires_grad_(config.finetune_lm)
+    mean, std = mean.to(device), std.to(device)
     groups = [{"params": list(net.parameters()), "lr": config.head_lr}]
     if config.finetune_lm:
         groups.append({"params": list(lm.parameters()), "lr": config.lm_lr})
@@ -424,24 +430,28 @@ def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bo
     gen = torch.Generator().manual_seed(config.seed)
     cfg, losses = agent.config, []
     base_x = net.item_x.clone()
-    for _ in tqdm(range(config.steps), desc="TD fine-tuning" if config.finetune_lm else "TD (LM frozen)",
-                  disable=not progress, leave=False):
-        batch = agent.buffer.sample(config.batch_size, cfg.n_step, cfg.gamma, gen)
-        target = dqn_targets(agent, batch)
-        action = batch["action"]
-        if config.finetune_lm:  # the taken items' features come from the trainable layer(s), with gradients
-            net.item_x = base_x.index_put((action,), (lm(action) - mean) / std)
-        q = net(ReplayBuffer.obs(batch), action)  # the network itself: every term of Q
-        loss = F.huber_loss(q, target, delta=cfg.huber_delta)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        opt.step()
-        losses.append(float(loss.detach()))
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # dropout draws from config.seed, not from the caller's stream
+        torch.manual_seed(config.seed)
+        for _ in tqdm(range(config.steps), desc="TD fine-tuning" if config.finetune_lm else "TD (LM frozen)",
+                      disable=not progress, leave=False):
+            batch = agent.buffer.sample(config.batch_size, cfg.n_step, cfg.gamma, gen)
+            target = dqn_targets(agent, batch).to(device)  # the frozen agent, on its own device
+            batch = {key: value.to(device) for key, value in batch.items()}
+            action = batch["action"]
+            if config.finetune_lm:  # the taken items' features come from the trainable layer(s), with gradients
+                net.item_x = base_x.index_put((action,), (lm(action) - mean) / std)
+            q = net(ReplayBuffer.obs(batch), action)  # the network itself: every term of Q
+            loss = F.huber_loss(q, target, delta=cfg.huber_delta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            losses.append(float(loss.detach()))
     if config.finetune_lm:
         lm.eval()
         net.item_x = ((lm.all_vectors() - mean) / std).detach()
-    return net.eval(), losses
+    return net.eval().to(home), losses
 
 
 # ---------------------------------------------------------------- explanations

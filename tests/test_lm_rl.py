@@ -1,5 +1,7 @@
 """Tests for recnb.lm_rl: cold catalogue, restricted observations, evaluation, TD fine-tuning, explanations."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -238,3 +240,29 @@ def test_td_finetune_moves_the_language_model_only_when_asked(sim, top):
     with pytest.raises(ValueError, match="text vectors"):
         other = lm_rl.train_agent(sim, lm_rl.id_features(sim.n_items), cold, tiny_dqn(), progress=False)
         lm_rl.td_finetune(other, layers, lm_rl.FinetuneConfig(steps=1), progress=False)
+
+
+def _finetune_setup(sim, top):
+    _, layers = top
+    cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
+    agent = lm_rl.train_agent(sim, layers.all_vectors(), cold, tiny_dqn(), progress=False)
+    return agent, layers, lm_rl.FinetuneConfig(steps=3, batch_size=8, lm_lr=1e-3)
+
+
+def test_td_finetune_is_reproducible_from_its_seed_alone(sim, top):
+    agent, layers, cfg = _finetune_setup(sim, top)
+    torch.manual_seed(1)
+    first, first_losses = lm_rl.td_finetune(agent, layers, cfg, progress=False)
+    torch.manual_seed(2)  # another global stream: dropout still draws from cfg.seed
+    again, again_losses = lm_rl.td_finetune(agent, layers, cfg, progress=False, device="cpu")
+    assert first_losses == again_losses and torch.equal(first.item_x, again.item_x)
+    other, _ = lm_rl.td_finetune(agent, layers, dataclasses.replace(cfg, seed=1), progress=False)
+    assert not torch.equal(other.item_x, first.item_x)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs on the GPU machine and in Colab)")
+def test_td_finetune_on_a_gpu_hands_the_network_back_to_the_agents_device(sim, top):
+    agent, layers, cfg = _finetune_setup(sim, top)
+    tuned, losses = lm_rl.td_finetune(agent, layers, cfg, progress=False, device="cuda")
+    assert tuned.item_x.device == agent.online.item_x.device and np.isfinite(losses).all()
+    assert not torch.allclose(tuned.item_x, agent.online.item_x)
