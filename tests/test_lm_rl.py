@@ -227,26 +227,23 @@ def test_top_layer_cache_round_trip(sim, top, tmp_path, monkeypatch):
     assert torch.equal(first.hidden, again.hidden) and torch.allclose(again.all_vectors(), layers.all_vectors()[:5], atol=2e-3)
 
 
-def test_td_finetune_moves_the_language_model_only_when_asked(sim, top):
-    _, layers = top
-    cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
-    agent = lm_rl.train_agent(sim, layers.all_vectors(), cold, tiny_dqn(), progress=False)
-    frozen, losses = lm_rl.td_finetune(agent, layers, lm_rl.FinetuneConfig(steps=3, batch_size=8, finetune_lm=False),
-                                       progress=False)
-    assert torch.equal(frozen.item_x, agent.online.item_x) and len(losses) == 3 and np.isfinite(losses).all()
-    tuned, _ = lm_rl.td_finetune(agent, layers, lm_rl.FinetuneConfig(steps=3, batch_size=8, lm_lr=1e-3),
-                                 progress=False)
-    assert not torch.allclose(tuned.item_x, agent.online.item_x)
-    with pytest.raises(ValueError, match="text vectors"):
-        other = lm_rl.train_agent(sim, lm_rl.id_features(sim.n_items), cold, tiny_dqn(), progress=False)
-        lm_rl.td_finetune(other, layers, lm_rl.FinetuneConfig(steps=1), progress=False)
-
-
 def _finetune_setup(sim, top):
     _, layers = top
     cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
     agent = lm_rl.train_agent(sim, layers.all_vectors(), cold, tiny_dqn(), progress=False)
     return agent, layers, lm_rl.FinetuneConfig(steps=3, batch_size=8, lm_lr=1e-3)
+
+
+def test_td_finetune_moves_the_language_model_only_when_asked(sim, top):
+    agent, layers, cfg = _finetune_setup(sim, top)
+    frozen, losses = lm_rl.td_finetune(agent, layers, dataclasses.replace(cfg, finetune_lm=False), progress=False)
+    assert torch.equal(frozen.item_x, agent.online.item_x) and len(losses) == 3 and np.isfinite(losses).all()
+    tuned, _ = lm_rl.td_finetune(agent, layers, cfg, progress=False)
+    assert not torch.allclose(tuned.item_x, agent.online.item_x)
+    with pytest.raises(ValueError, match="text vectors"):
+        cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
+        other = lm_rl.train_agent(sim, lm_rl.id_features(sim.n_items), cold, tiny_dqn(), progress=False)
+        lm_rl.td_finetune(other, layers, lm_rl.FinetuneConfig(steps=1), progress=False)
 
 
 def test_td_finetune_is_reproducible_from_its_seed_alone(sim, top):
