@@ -1,4 +1,4 @@
-"""A fast, batched simulated MovieLens user with long-term dynamics (notebook 04; DESIGN section 8).
+"""A fast, batched simulated MovieLens user with long-term dynamics (notebook 04; docs/protocols.md).
 
 API (stable: notebooks 05-08 build on it)::
 
@@ -14,7 +14,7 @@ API (stable: notebooks 05-08 build on it)::
     sim.available_mask()    # BoolTensor [B, n_items]; consumed items are False
     sim.expected_reward()   # FloatTensor [B, n_items]: immediate expected reward of showing each item
                             # alone, under the simulator's own model (what the greedy policy maximises)
-    sim.item_factors, sim.item_genres, sim.item_popularity   # item features for agents
+    sim.item_genres, sim.item_popularity   # what a platform also knows (genres, training counts)
     sim.state               # UserState: hidden per-user tensors (preference, exposure, satisfaction, ...);
                             # updated in place by step/reset: .clone() what you keep
     sim.reset_where(mask)   # restart the finished users only (vector-env autoreset)
@@ -26,31 +26,35 @@ API (stable: notebooks 05-08 build on it)::
 Observations are ``{"history": [B, K] last consumed items (pad = n_items), "mask": [B, N] True =
 available, "step": [B]}``. For speed they, and the ``[B, N]`` views (``predicted_rating``,
 ``click_probability``, ``expected_reward``, cached until the next step), are the simulator's own
-tensors: read them, ``.clone()`` what you keep past the next step, never modify them.
+tensors: read them, ``.clone()`` what you keep past the next step, never modify them. They are the
+simulator's *truth*: an agent sees the platform's view instead (``recnb.platform``); a policy that
+reads them is an **oracle**.
 
-**Calibration** (training split only): an explicit-rating matrix factorisation with biases,
-``r(u, i) = mu + b_u + b_i + p_u . q_i`` (``dim`` factors, L2, full-batch Adam, seeded), fitted to
-the ratings passed in -- pass a training split, never the full data. A simulated user is a real
-training user (drawn uniformly with replacement): their factors ``p_u``, bias ``b_u``, and their
-training items, which start out consumed (masked) and fill the start of their history.
+**Calibration** (training split only, ``recnb.calibration``): a *choice* model (logistic MF on who
+rated what) and a *rating* model (explicit MF shrunk by count). A simulated user is a real training
+user (drawn uniformly with replacement): their choice and rating factors, and their training items,
+which start out consumed (masked) and fill the start of their history. Each episode also draws the
+user's hidden *sensitivity to repetition* ``s_u = exp(trait_spread * N(0, 1))``: some users tire of a
+genre quickly, others hardly at all, and only their behaviour tells which.
 
 **One step**, for each user still in their episode:
 
-1. The user's current rating of a shown item is ``mu + b_u + b_i + pref . q_i`` minus
-   ``fatigue_strength * exposure_i`` (long-term effects on), clipped to [1, 5]; ``exposure_i`` is
-   the user's recent consumption of the item's genres (a decaying per-genre count).
-2. Choice: multinomial logit over the slate plus a no-click option with utility 0; an item's
-   utility is ``(rating - click_threshold) / click_temperature``. A single item is a slate of one,
-   so it is clicked with probability ``sigmoid(utility)``. An already-consumed item is legal to
+1. The utility of a shown film is its choice logit ``a_u + b_i + pref . q_i`` plus ``choice_offset``
+   (a recommended film is likelier chosen than an average unrated one) minus
+   ``fatigue_strength * s_u * exposure_i`` (long-term effects on); ``exposure_i`` is the user's recent
+   consumption of the film's genres (a decaying per-genre count).
+2. Choice: multinomial logit over the slate plus a no-click option with utility 0; a single item is a
+   slate of one, clicked with probability ``sigmoid(utility)``. An already-consumed item is legal to
    show but is never clicked and earns nothing.
-3. The reward function (``recnb.rewards``) scores the outcome; a click consumes the item.
-4. Long-term effects (``long_term=True``): interest drift -- the preference vector moves a step
-   ``drift_rate`` towards the consumed item; fatigue -- exposure of the item's genres rises and
-   every genre's exposure decays by ``fatigue_recovery`` a step; satisfaction -- an average of the
-   experience (``(rating - 1) / 4`` on a click, ``no_click_experience`` otherwise) that sets the
-   chance of leaving ``leave_base + leave_sensitivity * (1 - satisfaction)**2``.
-   Off, the user never changes and leaves with the constant chance ``leave_base``: then the
-   best immediate expected reward is also the best return, so greedy is optimal.
+3. On a click the user rates the film with the rating model (clipped to [1, 5]); the reward
+   function (``recnb.rewards``: click, ``log(1 + rating)``, ...) scores the outcome; the film is consumed.
+4. Long-term effects (``long_term=True``): interest drift -- the choice preference moves a step
+   ``drift_rate`` towards the consumed film; fatigue -- exposure of the film's genres rises and every
+   genre's exposure decays by ``fatigue_recovery`` a step; satisfaction -- an average of the
+   experience (``(rating - 1) / 4 - boredom * s_u * exposure_i`` on a click, ``no_click_experience``
+   otherwise) that sets the chance of leaving ``leave_base + leave_sensitivity * (1 - satisfaction)**2``.
+   Off, the user never changes and leaves with the constant chance ``leave_base``: then the best
+   immediate expected reward is also the best return, so greedy (on the truth) is optimal.
 5. ``terminated`` = the user left this step; ``truncated`` = the ``horizon`` was reached this step.
 
 Users whose episode ended stay ended until the next ``reset`` (their actions are ignored and earn
@@ -85,16 +89,15 @@ class SimulatorConfig:
     """Items shown per step; 1 = single-item recommendation, > 1 = slate with a multinomial-logit choice."""
     history_len: int = 10
     """How many recently consumed items the observation carries."""
-    click_threshold: float = 3.5
-    """Rating at which a lone item is clicked half of the time."""
-    click_temperature: float = 0.5
-    """Rating points per unit of logit utility; smaller = more decisive users."""
+    choice_offset: float = 2.0
+    """Logit added to the choice model for a recommended film: being shown a film makes choosing it likelier
+    than the data's ``P(rated)`` over the whole catalogue (a random film is then clicked ~15% of the time)."""
     long_term: bool = True
     """The one switch: False turns off drift, fatigue and satisfaction-driven leaving."""
     drift_rate: float = 0.05
     """Fraction of the way the preference vector moves towards a consumed item (long-term effect)."""
-    fatigue_strength: float = 0.2
-    """Rating points lost per unit of exposure to an item's genres (long-term effect)."""
+    fatigue_strength: float = 1.0
+    """Logit utility lost per unit of (felt) exposure to a film's genres (long-term effect)."""
     fatigue_recovery: float = 0.85
     """Fraction of genre exposure kept from one step to the next (in [0, 1); lower = faster recovery)."""
     satisfaction_init: float = 0.7
@@ -102,8 +105,11 @@ class SimulatorConfig:
     satisfaction_rate: float = 0.2
     """Weight of the latest experience in the satisfaction average, in (0, 1]."""
     boredom: float = 0.3
-    """Satisfaction lost per unit of exposure when consuming an item of recently consumed genres
+    """Satisfaction lost per unit of (felt) exposure when consuming a film of recently consumed genres
     (long-term effect): the hidden cost of repetition that a greedy policy does not see."""
+    trait_spread: float = 0.75
+    """Spread across users of the hidden sensitivity to repetition, ``s_u = exp(trait_spread * N(0, 1))``,
+    which scales each user's fatigue and boredom; 0 = every user alike."""
     no_click_experience: float = 0.2
     """Experience (0..1) of a step without a click; a click gives ``(rating - 1) / 4``."""
     leave_base: float = 0.01
@@ -124,8 +130,8 @@ class SimulatorConfig:
             value = getattr(self, name)
             need(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1,
                  f"{name} must be an integer >= 1, got {value!r}")
-        need(self.click_temperature > 0, f"click_temperature must be > 0, got {self.click_temperature}")
-        need(1 <= self.click_threshold <= 5, f"click_threshold must be a rating in [1, 5], got {self.click_threshold}")
+        need(math.isfinite(self.choice_offset), f"choice_offset must be a finite logit, got {self.choice_offset}")
+        need(self.trait_spread >= 0, f"trait_spread must be >= 0, got {self.trait_spread}")
         for name in LONG_TERM_FIELDS:
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(0 <= self.drift_rate <= 1, f"drift_rate must be in [0, 1], got {self.drift_rate}")
@@ -156,137 +162,10 @@ class SimulatorConfig:
         return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
 
 
-# ---------------------------------------------------------------- calibration
+# ---------------------------------------------------------------- calibration (recnb.calibration)
 
-@dataclass
-class Calibration:
-    """What the simulator learned from a training split: MF factors, genres, train histories."""
-
-    mu: float
-    user_factors: torch.Tensor  # [U, d]
-    user_bias: torch.Tensor  # [U]
-    item_factors: torch.Tensor  # [N, d]
-    item_bias: torch.Tensor  # [N]
-    item_genres: torch.Tensor  # [N, G] 0/1
-    item_popularity: torch.Tensor  # [N] training ratings per item
-    train_items: list  # per user: training item indices in chronological order
-    user_ids: np.ndarray  # [U] the real user ids the rows stand for
-    train_rmse: float
-
-
-def fit_mf(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
-           dim: int = 16, l2: float = 0.2, steps: int = 100, lr: float = 0.05, seed: int = 0):
-    """Explicit-rating MF with biases, full-batch Adam, seeded; returns (mu, P, b_u, Q, b_i, rmse) (notebook 04)."""
-    if len(ratings) == 0:
-        raise ValueError("fit_mf needs at least one rating")
-    gen = torch.Generator().manual_seed(seed)
-    u = torch.as_tensor(np.array(users, dtype=np.int64))
-    i = torch.as_tensor(np.array(items, dtype=np.int64))
-    r = torch.as_tensor(np.array(ratings, dtype=np.float32))
-    mu = float(r.mean())
-    P = (0.1 * torch.randn(n_users, dim, generator=gen)).requires_grad_()
-    Q = (0.1 * torch.randn(n_items, dim, generator=gen)).requires_grad_()
-    bu = torch.zeros(n_users, requires_grad=True)
-    bi = torch.zeros(n_items, requires_grad=True)
-    opt = torch.optim.Adam([P, Q, bu, bi], lr=lr)
-    n = len(r)
-    for _ in range(steps):
-        opt.zero_grad()
-        pred = mu + bu[u] + bi[i] + (P[u] * Q[i]).sum(-1)
-        loss = ((pred - r) ** 2).mean() + l2 * ((P[u] ** 2).sum() + (Q[i] ** 2).sum() + 0.1 * (bu[u] ** 2).sum()
-                                                + 0.1 * (bi[i] ** 2).sum()) / n
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        pred = (mu + bu[u] + bi[i] + (P[u] * Q[i]).sum(-1)).clamp(1, 5)
-        rmse = float(((pred - r) ** 2).mean().sqrt())
-    return mu, P.detach(), bu.detach(), Q.detach(), bi.detach(), rmse
-
-
-def calibrate(ratings_train: pd.DataFrame, items: pd.DataFrame, dim: int = 16, seed: int = 0) -> Calibration:
-    """Fit the simulator's user and item model on a training split only (notebook 04)."""
-    need = {"user_id", "item_id", "rating"}
-    if not need <= set(ratings_train.columns):
-        raise ValueError(f"ratings_train lacks columns {sorted(need - set(ratings_train.columns))}; "
-                         "pass a split's train frame, e.g. split_random(ml.indexed()).train")
-    if ratings_train.empty:
-        raise ValueError("ratings_train is empty; pass the training split of MovieLens")
-    if not {"item_id", "genres"} <= set(items.columns):
-        raise ValueError("items must have item_id and genres columns; pass MovieLens.items")
-    item_ids = items["item_id"].to_numpy()
-    if np.any(np.diff(item_ids) <= 0):
-        raise ValueError("items must be sorted by item_id without duplicates (as MovieLens.items is)")
-    frame = ratings_train.sort_values(["user_id", "timestamp", "item_id"] if "timestamp" in ratings_train
-                                      else ["user_id", "item_id"], kind="stable")
-    item_idx = np.searchsorted(item_ids, frame["item_id"].to_numpy())
-    if np.any(item_idx >= len(item_ids)) or np.any(item_ids[np.minimum(item_idx, len(item_ids) - 1)] != frame["item_id"].to_numpy()):
-        raise KeyError("ratings_train has item ids that are not in items; pass the items of the same dataset")
-    user_ids, user_idx = np.unique(frame["user_id"].to_numpy(), return_inverse=True)
-    n_users, n_items = len(user_ids), len(item_ids)
-    mu, P, bu, Q, bi, rmse = fit_mf(user_idx, item_idx, frame["rating"].to_numpy(), n_users, n_items, dim=dim, seed=seed)
-    genre_index = {g: k for k, g in enumerate(GENRES)}
-    genres = torch.zeros(n_items, len(GENRES))
-    for row, names in enumerate(items["genres"]):
-        for name in names:
-            genres[row, genre_index.get(name, 0)] = 1.0
-    genres[genres.sum(1) == 0, 0] = 1.0  # no genre listed -> "unknown"
-    popularity = torch.as_tensor(np.bincount(item_idx, minlength=n_items), dtype=torch.float32)
-    starts = np.r_[0, np.flatnonzero(np.diff(user_idx)) + 1, len(user_idx)]
-    train_items = [item_idx[a:b] for a, b in zip(starts[:-1], starts[1:])]
-    return Calibration(mu, P, bu, Q, bi, genres, popularity, train_items, user_ids, rmse)
-
-
-CALIBRATION_VERSION = 1  # bump when calibrate() changes, so stale caches are refitted
-
-
-def _save_calibration(cal: Calibration, path) -> None:
-    """Write a calibration as safetensors, atomically."""
-    from safetensors.torch import save_file
-
-    from .download import atomic_path
-
-    lengths = torch.as_tensor([len(t) for t in cal.train_items], dtype=torch.long)
-    tensors = {"mu": torch.tensor([cal.mu]), "user_factors": cal.user_factors, "user_bias": cal.user_bias,
-               "item_factors": cal.item_factors, "item_bias": cal.item_bias, "item_genres": cal.item_genres,
-               "item_popularity": cal.item_popularity, "train_lengths": lengths,
-               "train_flat": torch.as_tensor(np.concatenate(cal.train_items), dtype=torch.long),
-               "user_ids": torch.as_tensor(cal.user_ids, dtype=torch.long), "train_rmse": torch.tensor([cal.train_rmse])}
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-
-
-def _load_calibration(path) -> Calibration:
-    from safetensors.torch import load_file
-
-    t = load_file(str(path))
-    ends = t["train_lengths"].cumsum(0).tolist()
-    flat = t["train_flat"].numpy()
-    train_items = [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
-    return Calibration(float(t["mu"]), t["user_factors"], t["user_bias"], t["item_factors"], t["item_bias"],
-                       t["item_genres"], t["item_popularity"], train_items, t["user_ids"].numpy(), float(t["train_rmse"]))
-
-
-def movielens_calibration(seed: int = 0, dim: int = 16, refresh: bool = False) -> Calibration:
-    """Calibration on MovieLens-100K's Track-A training split (``split_random(seed)``), cached on disk (notebook 04).
-
-    The cache (``data_dir()/simulator/``, safetensors) saves the ~10 s fit in later notebooks.
-    """
-    from . import config
-    from .data import load_movielens
-    from .splits import split_random
-
-    path = config.data_dir() / "simulator" / f"ml-100k-calibration-v{CALIBRATION_VERSION}-seed{seed}-dim{dim}.safetensors"
-    if path.exists() and not refresh:
-        try:
-            return _load_calibration(path)
-        except Exception as exc:  # a corrupt cache is refitted, never trusted
-            import warnings
-
-            warnings.warn(f"simulator calibration cache {path} is unreadable ({exc}); refitting", stacklevel=2)
-    ml = load_movielens("100k")
-    cal = calibrate(split_random(ml.indexed(), seed=seed).train, ml.items, dim=dim, seed=seed)
-    _save_calibration(cal, path)
-    return cal
+from .calibration import (CALIBRATION_VERSION, Calibration, calibrate, fit_choice_model,  # noqa: E402,F401
+                          fit_rating_model, movielens_calibration)
 
 
 # ---------------------------------------------------------------- the batched simulator
@@ -301,9 +180,10 @@ class UserState:
     """
 
     user: torch.Tensor  # [B] calibration row of each simulated user
-    base: torch.Tensor  # [B] mu + the user's rating bias
-    preference: torch.Tensor  # [B, d] drifts towards consumed items
-    exposure: torch.Tensor  # [B, G] recent consumption per genre (drives fatigue)
+    base: torch.Tensor  # [B] the user's choice bias + choice_offset
+    preference: torch.Tensor  # [B, d] choice preference; drifts towards consumed items
+    exposure: torch.Tensor  # [B, G] recent consumption per genre, times the user's sensitivity (drives fatigue)
+    sensitivity: torch.Tensor  # [B] hidden trait: how much repetition tires this user
     satisfaction: torch.Tensor  # [B] in [0, 1]
     available: torch.Tensor  # [B, N] bool, False once consumed (changes in place)
     history: torch.Tensor  # [B, K] last consumed items, oldest first, padded with n_items
@@ -327,16 +207,22 @@ class UserSimulator:
         self.device = torch.device(device)
         dev = self.device
         self.mu = calibration.mu
+        # rating model (what a click reveals) and choice model (what gets clicked); see recnb.calibration
         self.user_factors = calibration.user_factors.to(dev)
         self.user_bias = calibration.user_bias.to(dev)
         self.item_factors = calibration.item_factors.to(dev)
         self.item_bias = calibration.item_bias.to(dev)
+        self.choice_user_factors = calibration.choice_user_factors.to(dev)
+        self.choice_user_bias = calibration.choice_user_bias.to(dev)
+        self.choice_item_factors = calibration.choice_item_factors.to(dev)
+        self.choice_item_bias = calibration.choice_item_bias.to(dev)
         self.item_genres = calibration.item_genres.to(dev)
         self.item_popularity = calibration.item_popularity.to(dev)
         # each item spreads one unit of exposure over its genres
         self._genre_share = self.item_genres / self.item_genres.sum(1, keepdim=True)
         # drift moves preferences towards items on the scale of user vectors, not item vectors
-        self._drift_scale = float(self.user_factors.norm(dim=1).mean() / self.item_factors.norm(dim=1).mean().clamp_min(1e-8))
+        self._drift_scale = float(self.choice_user_factors.norm(dim=1).mean()
+                                  / self.choice_item_factors.norm(dim=1).mean().clamp_min(1e-8))
         self._train_mask = torch.zeros(len(calibration.train_items), self.n_items, dtype=torch.bool)  # True = seen
         self._train_history = torch.full((len(calibration.train_items), self.config.history_len), self.n_items, dtype=torch.long)
         for row, seen in enumerate(calibration.train_items):
@@ -356,32 +242,41 @@ class UserSimulator:
     def _pack_tables(self) -> None:
         """Lay items and users out so one step is a handful of tensor ops (speed; see ``step``).
 
-        A user's float state is one row ``[preference (d) | base | 1 | exposure (G)]`` and an item's
-        features one row ``[factors (d) | 1 | bias | genre shares (G)]``, so one elementwise product
-        of the two holds every term of the rating (``pref . q + base + bias``, the first ``d + 2``
-        columns) and of the item's genre exposure (the last ``G``). A reset copies a user's
+        A user's float state is one row ``[choice pref (d) | choice base | 1 | felt exposure (G) |
+        rating pref (d) | mu + b_u | 1]`` and an item's features one row ``[choice q (d) | 1 | choice
+        bias | genre shares (G) | rating q (d) | 1 | rating bias]``, so one elementwise product of the
+        two holds every term of the choice utility (the first ``d + 2`` columns), of the film's genre
+        exposure (the next ``G``) and of the rating (the last ``d + 2``). A reset copies a user's
         starting row from ``_user_table`` in one indexed copy.
         """
-        cfg, d, G = self.config, self.item_factors.shape[1], self.n_genres
-        ones = torch.ones(self.n_items, 1, device=self.device)
-        self._item_table = torch.cat([self.item_factors, ones, self.item_bias[:, None], self._genre_share], 1)
+        cfg, d, G, dev = self.config, self.choice_item_factors.shape[1], self.n_genres, self.device
+        dr = self.item_factors.shape[1]
+        ones_n = torch.ones(self.n_items, 1, device=dev)
+        self._item_table = torch.cat([self.choice_item_factors, ones_n, self.choice_item_bias[:, None], self._genre_share,
+                                      self.item_factors, ones_n, self.item_bias[:, None]], 1)
         n_users = self.n_calibration_users
-        self._user_table = torch.cat([self.user_factors, (self.mu + self.user_bias)[:, None],
-                                      torch.ones(n_users, 1, device=self.device),
-                                      torch.zeros(n_users, G, device=self.device)], 1)
-        # predicted_rating weighs the columns of packed user rows x item rows: 1 for the rating terms,
-        # -fatigue_strength for the exposure terms (0 with long-term effects off)
-        self._rating_weights = torch.ones(d + 2 + G, device=self.device)
-        self._rating_weights[d + 2:] = -cfg.fatigue_strength if cfg.long_term else 0.0
-        self._cols = {"preference": slice(0, d), "base": d, "rating_terms": slice(0, d + 2), "exposure": slice(d + 2, None)}
+        ones_u = torch.ones(n_users, 1, device=dev)
+        self._user_table = torch.cat([self.choice_user_factors, (self.choice_user_bias + cfg.choice_offset)[:, None], ones_u,
+                                      torch.zeros(n_users, G, device=dev),
+                                      self.user_factors, (self.mu + self.user_bias)[:, None], ones_u], 1)
+        self._cols = {"preference": slice(0, d), "base": d, "choice_terms": slice(0, d + 2),
+                      "exposure": slice(d + 2, d + 2 + G), "rating_terms": slice(d + 2 + G, d + 2 + G + dr + 2)}
+        # the [B, N] views weigh the columns of packed user rows x item rows: utility = choice terms
+        # - fatigue_strength * exposure (0 with long-term effects off); rating = the rating terms
+        width = self._item_table.shape[1]
+        self._utility_weights = torch.zeros(width, device=dev)
+        self._utility_weights[self._cols["choice_terms"]] = 1.0
+        self._utility_weights[self._cols["exposure"]] = -cfg.fatigue_strength if cfg.long_term else 0.0
+        self._rating_weights = torch.zeros(width, device=dev)
+        self._rating_weights[self._cols["rating_terms"]] = 1.0
         # the config's numbers as 0-dim tensors: `x * tensor` costs a third of `x * python_float` here,
         # because a Python number is wrapped into a new tensor at every call
-        self._c = SimpleNamespace(**{name: torch.tensor(value, device=self.device) for name, value in dict(
-            fatigue_strength=cfg.fatigue_strength, click_threshold=cfg.click_threshold, inv_temperature=1.0 / cfg.click_temperature,
-            fatigue_recovery=cfg.fatigue_recovery, drift_rate=cfg.drift_rate, drift_scale=self._drift_scale,
-            boredom=cfg.boredom, no_click_experience=cfg.no_click_experience, satisfaction_rate=cfg.satisfaction_rate,
-            leave_base=cfg.leave_base, leave_sensitivity=cfg.leave_sensitivity, one=1.0, quarter=0.25).items()})
-        self._c.no_item = torch.tensor(-1, device=self.device)
+        self._c = SimpleNamespace(**{name: torch.tensor(value, device=dev) for name, value in dict(
+            fatigue_strength=cfg.fatigue_strength, fatigue_recovery=cfg.fatigue_recovery, drift_rate=cfg.drift_rate,
+            drift_scale=self._drift_scale, boredom=cfg.boredom, no_click_experience=cfg.no_click_experience,
+            satisfaction_rate=cfg.satisfaction_rate, leave_base=cfg.leave_base, leave_sensitivity=cfg.leave_sensitivity,
+            one=1.0, quarter=0.25).items()})
+        self._c.no_item = torch.tensor(-1, device=dev)
 
     @classmethod
     def from_movielens(cls, ratings_train: pd.DataFrame, items: pd.DataFrame, config: SimulatorConfig | None = None,
@@ -444,6 +339,7 @@ class UserSimulator:
             base=packed[:, cols["base"]],
             preference=packed[:, cols["preference"]],
             exposure=packed[:, cols["exposure"]],
+            sensitivity=torch.ones(B, device=dev),
             satisfaction=torch.zeros(B, device=dev),
             available=torch.ones(B, self.n_items, dtype=torch.bool, device=dev),
             # history-major, so the per-step shift is one contiguous copy (see step)
@@ -470,11 +366,13 @@ class UserSimulator:
             who = torch.as_tensor(users, dtype=torch.long, device=self.device).reshape(-1)
             if who.numel() != n or who.min() < 0 or who.max() >= self.n_calibration_users:
                 raise ValueError(f"users must be {n} calibration rows in [0, {self.n_calibration_users})")
-        self._cache.clear()
         s, cfg = self.state, self.config
+        trait = torch.randn(n, generator=self.generator, device=self.device).mul_(cfg.trait_spread).exp_()
+        self._cache.clear()
         # one indexed copy per tensor (they are per-op-overhead bound at these sizes)
         s.user.index_copy_(0, rows, who)
         self._packed.index_copy_(0, rows, self._user_table.index_select(0, who))  # preference, base, exposure = 0
+        s.sensitivity.index_copy_(0, rows, trait)
         s.satisfaction.index_fill_(0, rows, cfg.satisfaction_init)
         if cfg.mask_train_items:
             s.available[rows] = self._train_available.index_select(0, who)
@@ -509,14 +407,14 @@ class UserSimulator:
         return value
 
     def predicted_rating(self) -> torch.Tensor:
-        """FloatTensor [B, N]: each user's current rating of every item (fatigue included), in [1, 5]."""
-        s = self._require_reset()
+        """FloatTensor [B, N]: the rating each user would give every film once watched, in [1, 5] (truth)."""
+        self._require_reset()
+        return self._cached("rating", lambda: torch.mm(self._packed * self._rating_weights, self._item_table.T).clamp_(1.0, 5.0))
 
-        def compute():
-            # one matrix product of the packed rows (see _pack_tables): pref . q + base + bias - fatigue * exposure
-            return torch.mm(self._packed * self._rating_weights, self._item_table.T).clamp_(1.0, 5.0)
-
-        return self._cached("rating", compute)
+    def utility(self) -> torch.Tensor:
+        """FloatTensor [B, N]: each user's current choice logit of every film, fatigue included (truth)."""
+        self._require_reset()
+        return self._cached("utility", lambda: torch.mm(self._packed * self._utility_weights, self._item_table.T))
 
     def exposure_of_items(self) -> torch.Tensor:
         """FloatTensor [B, N]: each user's recent exposure to every item's genres."""
@@ -526,9 +424,7 @@ class UserSimulator:
     def click_probability(self) -> torch.Tensor:
         """FloatTensor [B, N]: chance each item is clicked when shown alone (0 if consumed) (notebook 04)."""
         s = self._require_reset()
-        cfg = self.config
-        return self._cached("click", lambda: self.predicted_rating().sub(cfg.click_threshold)
-                            .mul_(1.0 / cfg.click_temperature).sigmoid_().mul_(s.available))
+        return self._cached("click", lambda: self.utility().sigmoid().mul_(s.available))
 
     def expected_reward(self, reward=None) -> torch.Tensor:
         """FloatTensor [B, N]: immediate expected reward of showing each item alone (greedy maximises it) (notebook 04)."""
@@ -562,18 +458,18 @@ class UserSimulator:
         self._cache.clear()
         B, k = a.shape
         active = s.active
-        # 1. ratings of the shown items now, with fatigue: one gather of item rows, one product with
-        #    the user rows, two sums (see _pack_tables)
+        # 1. utilities and ratings of the shown films now: one gather of item rows, one product with
+        #    the user rows, three sums (see _pack_tables)
         feats = self._item_table.index_select(0, a.reshape(-1)).view(B, k, -1)  # [B, k, F]
         terms = feats * self._packed.unsqueeze(1)
-        exposure = terms[..., cols["exposure"]].sum(2)  # [B, k]
-        rating = terms[..., cols["rating_terms"]].sum(2)
+        exposure = terms[..., cols["exposure"]].sum(2)  # [B, k], already times the user's sensitivity
+        utility = terms[..., cols["choice_terms"]].sum(2)
         if cfg.long_term:
-            rating = rating.sub_(exposure * c.fatigue_strength)
-        rating = rating.clamp_(1.0, 5.0)
+            utility = utility.sub_(exposure * c.fatigue_strength)
+        rating = terms[..., cols["rating_terms"]].sum(2).clamp_(1.0, 5.0)
         # 2. multinomial-logit choice with a no-click option (utility 0); consumed items are never chosen
         shown_available = s.available.gather(1, a)
-        weight = rating.sub(c.click_threshold).mul_(c.inv_temperature).exp_()  # exp(utility)
+        weight = utility.exp_()  # exp(utility)
         draws = torch.rand(B, 2, generator=self.generator, device=self.device)  # [click, leave] uniforms
         if k == 1:  # the common case, without gathers: u < w / (1 + w), never for a consumed item
             weight = weight[:, 0]
@@ -600,7 +496,7 @@ class UserSimulator:
         # 4. state: consumption, exposure (always tracked; it only hurts the user when long_term), drift, satisfaction
         # a click implies the item was available, so "still available" is available XOR clicked
         s.available.scatter_(1, item.unsqueeze(1), (item_available ^ clicked).unsqueeze(1))
-        s.exposure.mul_(c.fatigue_recovery).addcmul_(item_feats[:, cols["exposure"]], clicked_col)
+        s.exposure.mul_(c.fatigue_recovery).addcmul_(item_feats[:, cols["exposure"]], (clicked_f * s.sensitivity).unsqueeze(1))
         hist = s.history.T  # stored [K, B]: the shift is a contiguous copy and `clicked` broadcasts over rows
         shifted = torch.cat([hist[1:], item.unsqueeze(0)])
         s.history = torch.where(clicked, shifted, hist, out=shifted).T
@@ -668,16 +564,19 @@ class PerUserSimulator:
         if not isinstance(self.config, SimulatorConfig):
             raise TypeError(f"config must be a SimulatorConfig, got {type(self.config).__name__}")
         self.calibration = calibration
+        def array(name):
+            return getattr(calibration, name).numpy().astype(np.float32)
+
         self.mu = np.float32(calibration.mu)
-        self.user_factors = calibration.user_factors.numpy().astype(np.float32)
-        self.user_bias = calibration.user_bias.numpy().astype(np.float32)
-        self.item_factors = calibration.item_factors.numpy().astype(np.float32)
-        self.item_bias = calibration.item_bias.numpy().astype(np.float32)
-        genres = calibration.item_genres.numpy().astype(np.float32)
+        self.user_factors, self.user_bias = array("user_factors"), array("user_bias")
+        self.item_factors, self.item_bias = array("item_factors"), array("item_bias")
+        self.choice_user_factors, self.choice_user_bias = array("choice_user_factors"), array("choice_user_bias")
+        self.choice_item_factors, self.choice_item_bias = array("choice_item_factors"), array("choice_item_bias")
+        genres = array("item_genres")
         self.genre_share = genres / genres.sum(1, keepdims=True)
         self.n_items = self.item_factors.shape[0]
-        self._drift_scale = np.float32(np.linalg.norm(self.user_factors, axis=1).mean()
-                                       / max(np.linalg.norm(self.item_factors, axis=1).mean(), 1e-8))
+        self._drift_scale = np.float32(np.linalg.norm(self.choice_user_factors, axis=1).mean()
+                                       / max(np.linalg.norm(self.choice_item_factors, axis=1).mean(), 1e-8))
         self.reward_fn = rewards_mod.get(self.config.reward)
         self.generator = None
         self.done = True
@@ -696,8 +595,10 @@ class PerUserSimulator:
             raise ValueError(f"user must be a calibration row in [0, {n_users}), got {user}")
         cfg = self.config
         self.user = int(user)
-        self.base = self.mu + self.user_bias[self.user]
-        self.preference = self.user_factors[self.user].copy()
+        self.sensitivity = np.float32(torch.randn(1, generator=self.generator).mul_(cfg.trait_spread).exp_()[0])
+        self.base = np.float32(self.choice_user_bias[self.user] + np.float32(cfg.choice_offset))
+        self.rating_base = self.mu + self.user_bias[self.user]
+        self.preference = self.choice_user_factors[self.user].copy()
         self.exposure = np.zeros(self.genre_share.shape[1], dtype=np.float32)
         self.satisfaction = np.float32(cfg.satisfaction_init)
         self.available = np.ones(self.n_items, dtype=bool)
@@ -755,22 +656,23 @@ class PerUserSimulator:
         if len(shown) == 1:  # the common case in Python floats: a fraction of NumPy's per-call cost
             i = int(shown[0])
             item_exposure = float(self.genre_share[i] @ self.exposure)
-            rating = float(self.item_factors[i] @ self.preference) + float(self.item_bias[i]) + float(self.base)
+            utility = float(self.choice_item_factors[i] @ self.preference) + float(self.choice_item_bias[i]) + float(self.base)
             if cfg.long_term:
-                rating -= cfg.fatigue_strength * item_exposure
+                utility -= cfg.fatigue_strength * item_exposure
+            rating = float(self.item_factors[i] @ self.user_factors[self.user]) + float(self.item_bias[i]) + float(self.rating_base)
             rating = min(max(rating, 1.0), 5.0)
-            weight = math.exp((rating - cfg.click_threshold) / cfg.click_temperature) * bool(self.available[i])
+            weight = math.exp(utility) * bool(self.available[i])
             u_click, u_leave = self._draw()
             clicked = u_click * (1.0 + weight) < weight
             item, item_rating = i, (rating if clicked else 0.0)
         else:
             exposure = self.genre_share[shown] @ self.exposure
-            rating = self.item_factors[shown] @ self.preference + self.item_bias[shown] + self.base
+            utility = self.choice_item_factors[shown] @ self.preference + self.choice_item_bias[shown] + self.base
             if cfg.long_term:
-                rating = rating - np.float32(cfg.fatigue_strength) * exposure
+                utility = utility - np.float32(cfg.fatigue_strength) * exposure
+            rating = self.item_factors[shown] @ self.user_factors[self.user] + self.item_bias[shown] + self.rating_base
             rating = np.clip(rating, 1.0, 5.0).astype(np.float32)
-            weight = np.exp((rating - np.float32(cfg.click_threshold)) * np.float32(1.0 / cfg.click_temperature))
-            weight = weight * self.available[shown]
+            weight = np.exp(utility.astype(np.float32)) * self.available[shown]
             u_click, u_leave = self._draw()
             choice = int((u_click > np.cumsum(weight / (1.0 + weight.sum()))).sum())
             clicked = choice < len(shown)
@@ -781,13 +683,13 @@ class PerUserSimulator:
         self.exposure *= np.float32(cfg.fatigue_recovery)
         if clicked:
             self.available[item] = False
-            self.exposure += self.genre_share[item]
+            self.exposure += self.sensitivity * self.genre_share[item]
             self.history[:-1] = self.history[1:]
             self.history[-1] = item
         if cfg.long_term:
             if clicked:
                 self.preference = self.preference + np.float32(cfg.drift_rate) * (
-                    self.item_factors[item] * self._drift_scale - self.preference)
+                    self.choice_item_factors[item] * self._drift_scale - self.preference)
                 experience = min(max((item_rating - 1.0) * 0.25 - cfg.boredom * item_exposure, 0.0), 1.0)
             else:
                 experience = cfg.no_click_experience

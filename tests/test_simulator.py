@@ -19,7 +19,7 @@ def synthetic(n_users=60, n_items=50, per_user=15, seed=0):
 @pytest.fixture(scope="module")
 def calibration():
     ratings, items = synthetic()
-    return calibrate(ratings, items, dim=4, seed=0)
+    return calibrate(ratings, items, dim=4, seed=0, rating_l2=1.0)
 
 
 def make(calibration, **kw):
@@ -87,7 +87,7 @@ def test_slate_choice_is_multinomial_logit(calibration):
     n = 6000
     sim.reset(n, seed=0, users=[3] * n)
     slate = torch.tensor([0, 1, 2]).expand(n, 3)
-    logits = (sim.predicted_rating()[0, :3] - 3.5) / 0.5
+    logits = sim.utility()[0, :3]  # the choice logits of the three films
     want = torch.exp(logits) / (1 + torch.exp(logits).sum())
     _, _, _, _, info = sim.step(slate)
     got = torch.stack([(info["item"] == j).float().mean() for j in range(3)])
@@ -185,7 +185,7 @@ def test_slate_duplicates_and_use_before_reset_raise(calibration):
 
 
 @pytest.mark.parametrize("field, value", [
-    ("horizon", 0), ("slate_size", 1.5), ("click_temperature", 0.0), ("click_threshold", 7.0),
+    ("horizon", 0), ("slate_size", 1.5), ("choice_offset", float("inf")), ("trait_spread", -1.0),
     ("drift_rate", -0.1), ("fatigue_recovery", 1.0), ("satisfaction_rate", 0.0), ("leave_base", 1.0),
     ("leave_sensitivity", 2.0), ("reward", "likes"), ("long_term", "yes"), ("boredom", -1.0),
 ])
