@@ -1,18 +1,24 @@
 """Baseline policies for the simulated user, and how to evaluate any policy (notebook 04).
 
-A policy is any callable ``policy(sim) -> actions``: it looks at the simulator (its observation,
-``available_mask()``, ``expected_reward()``, item features) and returns a LongTensor of item ids,
-``[n_users]`` for single items or ``[n_users, slate_size]`` for slates. A policy with a
-``reset(seed)`` method is reseeded at the start of every evaluation.
+A policy is any callable ``policy(env) -> actions``: it looks at the environment and returns a
+LongTensor of item ids, ``[n_users]`` for single items or ``[n_users, slate_size]`` for slates. A
+policy with a ``reset(seed)`` method is reseeded at the start of every evaluation. ``env`` is a
+:class:`recnb.platform.PlatformEnv` (what a platform sees) or, for random, popularity and the
+oracle, the bare simulator.
 
 * :class:`RandomPolicy` -- a uniformly random unconsumed item.
 * :class:`PopularityPolicy` -- the most-rated (training split) unconsumed item.
-* :class:`GreedyPolicy` -- the best immediate expected reward under the simulator's own model.
-* :class:`DiversifyingPolicy` -- greedy minus a penalty for genres the user consumed lately: a
-  hand-written one-line plan against fatigue, which beats greedy when long-term effects are on.
+* :class:`PlatformGreedyPolicy` -- the platform recommender's best item: the main myopic baseline.
+* :class:`DiversifyingPolicy` -- platform-greedy minus a penalty on the genres the user clicked
+  lately (from the log): a one-line plan against fatigue; tune its penalty on training users.
+* :class:`MMRPolicy` -- maximal marginal relevance: platform score minus the similarity to the
+  films clicked lately (the platform's item factors).
+* :class:`GreedyPolicy` -- the **oracle**: the best immediate expected reward under the simulator's
+  own hidden click model, which no platform has. A reference, never a baseline to beat.
 
-:func:`evaluate_policy` runs a policy on fresh users (DESIGN section 7, simulator protocol) and
-reports mean return, episode length (retention) and click rate with 95% confidence intervals.
+:func:`evaluate_policy` runs a policy on fresh users (docs/protocols.md, simulator protocol) and
+reports mean return, episode length (retention) and click rate with 95% confidence intervals;
+:func:`paired_difference` compares two evaluations on the same users, user by user.
 """
 
 from __future__ import annotations
@@ -59,31 +65,83 @@ class PopularityPolicy:
 
 
 class GreedyPolicy:
-    """The items with the best immediate expected reward under the simulator's own model (notebook 04)."""
+    """**Oracle**: the best immediate expected reward under the simulator's hidden model (notebook 04).
 
-    name = "greedy"
+    No platform has the simulated user's true click model, so this is a reference (and, with
+    long-term effects off, the optimum), never a baseline an agent could be given. On a
+    :class:`recnb.platform.PlatformEnv` it reads the wrapped simulator.
+    """
 
-    def __call__(self, sim) -> torch.Tensor:
-        return top_items(sim.expected_reward(), sim.available_mask(), sim.config.slate_size)
+    name = "oracle greedy"
+
+    def __call__(self, env) -> torch.Tensor:
+        sim = getattr(env, "sim", env)
+        return top_items(sim.expected_reward(), env.available_mask(), env.config.slate_size)
+
+
+def _platform(env):
+    if not hasattr(env, "platform_scores"):
+        raise TypeError("this policy reads the platform's view: wrap the simulator, "
+                        "recnb.platform.PlatformEnv(sim, recnb.platform.movielens_platform())")
+    return env
+
+
+class PlatformGreedyPolicy:
+    """The platform recommender's best unconsumed films (BPR fitted on the training logs) (notebook 06)."""
+
+    name = "greedy (platform)"
+
+    def __call__(self, env) -> torch.Tensor:
+        env = _platform(env)
+        return top_items(env.platform_scores(), env.available_mask(), env.config.slate_size)
 
 
 class DiversifyingPolicy:
-    """Greedy on ``expected reward - penalty * click chance * recent exposure of the item's genres`` (notebook 04).
+    """Platform-greedy on ``score - penalty * recent clicks on the film's genres`` (notebook 04).
 
-    Clicking an item of a genre the user has just consumed a lot adds to their fatigue, which
-    costs future clicks and satisfaction; greedy ignores that cost, this policy prices it.
+    Clicking a film of a genre the user has just consumed a lot adds to their fatigue, which costs
+    future clicks and satisfaction; greedy ignores that cost, this one-line heuristic prices it.
+    Its penalty is a hyperparameter: tune it on training users (:func:`tune_heuristic`).
     """
 
     name = "diversifying"
 
     def __init__(self, penalty: float = 0.5):
-        if penalty < 0:
+        if not penalty >= 0:
             raise ValueError(f"penalty must be >= 0, got {penalty}")
-        self.penalty = penalty
+        self.penalty = float(penalty)
 
-    def __call__(self, sim) -> torch.Tensor:
-        score = sim.expected_reward() - self.penalty * sim.click_probability() * sim.exposure_of_items()
-        return top_items(score, sim.available_mask(), sim.config.slate_size)
+    def __call__(self, env) -> torch.Tensor:
+        env = _platform(env)
+        score = env.platform_scores() - self.penalty * env.genre_exposure()
+        return top_items(score, env.available_mask(), env.config.slate_size)
+
+
+class MMRPolicy:
+    """Maximal marginal relevance: ``score - weight * max cosine(film, recently clicked films)`` (notebook 06).
+
+    Similarity is read from the platform's item factors, so it sees more than genres.
+    """
+
+    name = "MMR"
+
+    def __init__(self, weight: float = 0.5):
+        if not weight >= 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        self.weight = float(weight)
+        self._unit = None
+
+    def __call__(self, env) -> torch.Tensor:
+        env = _platform(env)
+        if self._unit is None or self._unit.shape[0] != env.n_items:
+            factors = env.platform.item_factors.to(env.device)
+            self._unit = torch.nn.functional.normalize(factors, dim=1)
+        hist = env.history
+        valid = hist < env.n_items
+        recent = self._unit.index_select(0, hist.clamp(max=env.n_items - 1).reshape(-1)).view(*hist.shape, -1)
+        similarity = (recent @ self._unit.T).masked_fill_(~valid[..., None], -1.0).amax(1)  # [B, N]
+        score = env.platform_scores() - self.weight * similarity.clamp_min(0)
+        return top_items(score, env.available_mask(), env.config.slate_size)
 
 
 @dataclass
@@ -148,6 +206,7 @@ def evaluate_policy(sim, policy, n_users: int = 1000, seed: int = 0, users=None,
     sim.reset(n_users, seed=seed, users=users)
     total = torch.zeros(n_users, device=sim.device)
     clicks = torch.zeros(n_users, device=sim.device)
+    steps = torch.zeros(n_users, device=sim.device)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -157,10 +216,59 @@ def evaluate_policy(sim, policy, n_users: int = 1000, seed: int = 0, users=None,
         _, reward, _, _, info = sim.step(policy(sim))
         total += reward
         clicks += info["clicked"].float()
+        steps += info["was_active"].float()
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    lengths = sim.state.t.double().cpu().numpy()
+    lengths = steps.double().cpu().numpy()
     return Evaluation(getattr(policy, "name", type(policy).__name__), total.double().cpu().numpy(), lengths,
                       (clicks.double().cpu().numpy() / np.maximum(lengths, 1)), seed)
+
+
+@dataclass
+class Comparison:
+    """``a - b`` user by user on the same simulated users (common random numbers) (notebook 06)."""
+
+    a: str
+    b: str
+    diff: float
+    """Mean per-user return difference."""
+    ci95: float
+    """Half-width of its 95% interval (normal, per-user differences)."""
+    relative: float
+    """``diff / mean return of b``."""
+    relative_ci95: float
+    """``ci95 / mean return of b`` (the baseline's mean taken as known)."""
+    users: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        return abs(self.diff) > self.ci95
+
+    def __str__(self) -> str:
+        return (f"{self.a} - {self.b}: {self.diff:+.3f} ± {self.ci95:.3f} return per user "
+                f"({self.relative:+.1%} ± {self.relative_ci95:.1%}; paired, {self.users} users)")
+
+
+def paired_difference(a: Evaluation, b: Evaluation) -> Comparison:
+    """Paired per-user comparison of two evaluations run with the same seed and users (notebook 06)."""
+    if a.seed != b.seed or len(a.returns) != len(b.returns):
+        raise ValueError("a paired comparison needs two evaluations with the same seed and number of users")
+    d = a.returns - b.returns
+    half = float(1.96 * d.std(ddof=1) / np.sqrt(len(d)))
+    base = float(b.returns.mean())
+    return Comparison(a.policy, b.policy, float(d.mean()), half, float(d.mean()) / base, half / base, len(d))
+
+
+def tune_heuristic(env, make_policy, grid, n_users: int = 1000, seed: int = 0) -> tuple[float, dict]:
+    """Pick the parameter of ``make_policy(value)`` with the best mean return on ``env``'s users (notebook 06).
+
+    Pass an env whose pool holds the *training* users only: a heuristic tuned on the users it is
+    reported on is flattered exactly as an agent would be. Returns (best value, {value: mean return}).
+    """
+    values = list(grid)
+    if not values:
+        raise ValueError("grid is empty: give the values to try, e.g. [0, 0.5, 1, 2]")
+    returns = {v: evaluate_policy(env, make_policy(v), n_users=n_users, seed=seed).mean_return for v in values}
+    return max(returns, key=returns.get), returns

@@ -40,3 +40,25 @@ def tiny_sim():
 
     ratings, items = synthetic_ratings()
     return UserSimulator(calibrate(ratings, items, dim=4, seed=0), SimulatorConfig(horizon=8))
+
+
+def platform_for(sim, seed=0, dim=4):
+    """A platform model for a synthetic simulator: random recommender factors (tests of mechanics, not quality)."""
+    import numpy as np
+    import torch
+
+    from recnb.platform import PlatformModel
+
+    gen = torch.Generator().manual_seed(seed)
+    cal = sim.calibration
+    return PlatformModel(torch.randn(sim.n_calibration_users, dim, generator=gen), torch.randn(sim.n_items, dim, generator=gen),
+                         torch.zeros(sim.n_items), cal.item_genres.clone(), cal.item_popularity.clone(),
+                         [np.asarray(t) for t in cal.train_items])
+
+
+@pytest.fixture(scope="module")
+def tiny_env(tiny_sim):
+    """``tiny_sim`` seen through the platform's log (``recnb.platform.PlatformEnv``)."""
+    from recnb.platform import PlatformEnv
+
+    return PlatformEnv(tiny_sim, platform_for(tiny_sim))

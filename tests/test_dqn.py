@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from recnb.agents.dqn import DQN, DQNConfig, dqn_targets, select_actions, td_target
-from recnb.agents.networks import NaiveQNetwork, QNetwork, item_features, observe_simulator
+from recnb.agents.networks import NaiveQNetwork, QNetwork
+from recnb.platform import PlatformEnv, observe_platform
 from recnb.agents.replay import ReplayBuffer
 from recnb.data import GENRES
 from recnb.policies import evaluate_policy
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
+
+from conftest import platform_for
 
 
 # ---------------------------------------------------------------- a tiny batched tabular environment
@@ -224,7 +227,8 @@ def synthetic_simulator(n_users=30, n_items=40, seed=0, **config):
     ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
                           "genres": [[GENRES[1 + i % 5]] for i in range(n_items)]})
-    return UserSimulator(calibrate(ratings, items, dim=4, seed=seed), SimulatorConfig(horizon=20, **config))
+    sim = UserSimulator(calibrate(ratings, items, dim=4, seed=seed), SimulatorConfig(horizon=20, **config))
+    return PlatformEnv(sim, platform_for(sim, seed))
 
 
 def test_trains_on_the_simulator_and_checkpoint_round_trips_and_resumes(tmp_path):
@@ -233,14 +237,14 @@ def test_trains_on_the_simulator_and_checkpoint_round_trips_and_resumes(tmp_path
     agent = DQN(sim, cfg)
     log = agent.train(progress=False)
     assert agent.env_steps == 640 and agent.updates > 0 and len(log["return"]) > 0
-    obs = observe_simulator(sim)
+    obs = observe_platform(sim)
     assert set(obs) == {"user", "history", "user_id", "mask", "immediate"} and obs["immediate"].shape == (32, 40)
     path = agent.save(tmp_path / "ckpt" / "dqn.safetensors")
-    loaded = DQN.load(path, sim.with_config(sim.config), total_steps=1280)
+    loaded = DQN.load(path, PlatformEnv(sim.sim.with_config(sim.config), sim.platform), total_steps=1280)
     for mine, theirs in ((agent.online, loaded.online), (agent.target, loaded.target)):
         for (k, v), (k2, v2) in zip(mine.state_dict().items(), theirs.state_dict().items()):
             assert k == k2 and torch.equal(v, v2)
-    obs = observe_simulator(loaded.env)
+    obs = observe_platform(loaded.env)
     assert torch.equal(agent.q_values(obs), loaded.q_values(obs))
     assert loaded.env_steps == 640 and loaded.updates == agent.updates
     assert torch.equal(loaded.optimizer.state_dict()["state"][0]["exp_avg"], agent.optimizer.state_dict()["state"][0]["exp_avg"])
@@ -254,7 +258,7 @@ def test_trains_on_the_simulator_and_checkpoint_round_trips_and_resumes(tmp_path
         DQN.load(path, sim, learning_rat=1.0)
 
 
-def test_fatigue_term_needs_the_simulator_observation():
+def test_fatigue_term_needs_the_platform_observation():
     env = TinyEnv([[0]], [[0.0]], [[True]], [[True]])
     with pytest.raises(ValueError, match="fatigue_term=False"):
         DQN(env, DQNConfig(device="cpu", n_envs=4, buffer_size=64), observe=tiny_observe, item_feats=torch.eye(1))

@@ -13,9 +13,11 @@ are each one line of :func:`td_target`, and each has a regression test that fail
 Usage::
 
     sim = UserSimulator.movielens(SimulatorConfig(long_term=True))
-    agent = DQN(sim, DQNConfig(total_steps=100_000))
+    train_users, eval_users = split_users(sim.n_calibration_users, 0.5, seed=0)
+    env = PlatformEnv(sim, movielens_platform(), users=train_users)     # the platform's view only
+    agent = DQN(env, DQNConfig(total_steps=100_000))
     agent.train()
-    evaluate_policy(sim_eval, agent.policy(), n_users=2000, seed=1)
+    evaluate_policy(PlatformEnv(sim_eval, platform, users=eval_users), agent.policy(), n_users=2000, seed=1)
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .networks import (NaiveQNetwork, QNetwork, exposure_columns, genre_shares, item_features, observe_simulator,
-                       user_feature_dim)
+from ..platform import observe_platform
+from .networks import NaiveQNetwork, QNetwork, genre_shares
 from .replay import ReplayBuffer
 
 NEG = -1e9  # Q of an unavailable item: never chosen, never bootstrapped from
@@ -85,8 +87,8 @@ class DQNConfig:
     """Learning-rate multiplier of the item tower: << 1 keeps the item-by-item correction from outrunning its
     data (an argmax over ~1,600 items amplifies every item's noise); raise it for long runs or new item features."""
     fatigue_term: bool = True
-    """Give the Q-network the user's recent exposure to each item's genres and learn its price (QNetwork's
-    ``e(s, i)`` term); needs ``observe_simulator``'s user features and a simulator with ``item_genres``."""
+    """Give the Q-network the user's recent clicks on each item's genres and learn their price (QNetwork's
+    ``e(s, i)`` term); needs an env with ``exposure_columns()`` (``recnb.platform.PlatformEnv``)."""
     linear_items: bool = False
     """Item tower ``g`` linear in the item features (robust argmax over many items) or an MLP."""
     network: str = "qnet"
@@ -175,14 +177,15 @@ def dqn_targets(agent: "DQN", batch: dict) -> torch.Tensor:
 # ---------------------------------------------------------------- the agent
 
 class DQN:
-    """A DQN agent collecting from a batched simulator (``recnb.simulator.UserSimulator``) (notebook 06).
+    """A DQN agent collecting from a batch of simulated users seen by the platform (notebook 06).
 
-    ``env`` needs ``reset(n_users, seed)``, ``step(actions)``, ``reset_where(mask)``; ``observe(env)``
-    returns ``{"user", "history", "user_id", "mask"}`` tensors; ``item_feats`` [N, F] describe items.
+    ``env`` (a ``recnb.platform.PlatformEnv``) needs ``reset(n_users, seed)``, ``step(actions)``,
+    ``reset_where(mask)``; ``observe(env)`` returns ``{"user", "history", "user_id", "mask"}`` tensors
+    (and optionally ``immediate``); ``item_feats`` [N, F] describe items (default: ``env.item_features()``).
     ``targets`` computes TD targets (tests swap in broken ones to show each rule matters).
     """
 
-    def __init__(self, env, config: DQNConfig | None = None, observe: Callable = observe_simulator,
+    def __init__(self, env, config: DQNConfig | None = None, observe: Callable = observe_platform,
                  item_feats: torch.Tensor | None = None, targets: Callable = dqn_targets):
         self.config = cfg = config if config is not None else DQNConfig()
         if not isinstance(cfg, DQNConfig):
@@ -198,7 +201,7 @@ class DQN:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         env.reset(cfg.n_envs, seed=cfg.seed)
         obs = observe(env)
-        feats = (item_features(env) if item_feats is None else item_feats).to(self.device)
+        feats = (env.item_features() if item_feats is None else item_feats).to(self.device)
         self.online = self._network(feats, obs["user"].shape[1]).to(self.device)
         self.target = self._network(feats, obs["user"].shape[1]).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
@@ -219,11 +222,11 @@ class DQN:
             return NaiveQNetwork(int(getattr(self.env, "n_calibration_users")), feats.shape[0], cfg.embed_dim)
         share = cols = None
         if cfg.fatigue_term:
-            if not hasattr(self.env, "item_genres") or user_dim != user_feature_dim(self.env):
-                raise ValueError("DQNConfig(fatigue_term=True) needs a simulator with item_genres observed through "
-                                 "observe_simulator (it reads the genre exposure from the user features); "
+            if not hasattr(self.env, "exposure_columns") or user_dim != self.env.user_feature_dim():
+                raise ValueError("DQNConfig(fatigue_term=True) needs a recnb.platform.PlatformEnv observed through "
+                                 "observe_platform (it reads the genre clicks from the user features); "
                                  "set DQNConfig(fatigue_term=False) for another environment or observation")
-            share, cols = genre_shares(self.env).to(feats.device), exposure_columns(self.env)
+            share, cols = genre_shares(self.env).to(feats.device), self.env.exposure_columns()
         return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden, cfg.linear_items, share, cols)
 
     def autocast(self):
@@ -348,7 +351,7 @@ class DQN:
         return path
 
     @classmethod
-    def load(cls, path, env, observe: Callable = observe_simulator, item_feats: torch.Tensor | None = None,
+    def load(cls, path, env, observe: Callable = observe_platform, item_feats: torch.Tensor | None = None,
              **overrides) -> "DQN":
         """Rebuild an agent from :meth:`save`'s file; ``overrides`` change config fields (e.g. ``total_steps``)."""
         from safetensors import safe_open

@@ -6,7 +6,9 @@
   the click model's immediate reward and, optionally, a learned price on genre fatigue.
 * :class:`NaiveQNetwork` -- the source article's "user embedding + item embedding -> Q": it sees
   who the user is, not where they are in the session, so it cannot tell a bored user from a fresh one.
-* :func:`observe_simulator` / :func:`item_features` -- what an agent sees of ``recnb.simulator``.
+
+What an agent sees -- user features, history, mask, the platform's immediate scores and item
+features -- comes from ``recnb.platform`` (the platform's log and models), never from the simulator.
 """
 
 from __future__ import annotations
@@ -18,43 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def item_features(sim) -> torch.Tensor:
-    """FloatTensor [N, F] of item features: MF factors, bias, genre shares, log popularity (notebook 06)."""
-    return torch.cat([sim.item_factors, sim.item_bias[:, None], genre_shares(sim),
-                      torch.log1p(sim.item_popularity)[:, None]], 1).float()
-
-
-def observe_simulator(sim) -> dict:
-    """The agent's view of a batch of simulated users, as new tensors (notebook 06).
-
-    ``user``: the platform's current user-model state -- taste vector and rating bias (the same
-    model the greedy policy ranks with), recent per-genre consumption, and the session's elapsed
-    fraction; ``history``: last consumed items (pad = n_items); ``mask``: items still available;
-    ``immediate``: the click model's expected immediate reward of every item -- exactly what the
-    greedy policy maximises. So the agent knows what greedy knows; what it must *learn* is the long
-    run: satisfaction -- why users leave -- stays hidden.
-    """
-    s = sim.state
-    elapsed = (s.t.float() / sim.config.horizon)[:, None]
-    user = torch.cat([s.preference, s.base[:, None], s.exposure, elapsed], 1)
-    return {"user": user.float(), "history": s.history.clone(), "mask": s.available.clone(),
-            "user_id": s.user.clone(), "immediate": sim.expected_reward().float()}
-
-
-def user_feature_dim(sim) -> int:
-    """Width of ``observe_simulator(sim)["user"]``."""
-    return sim.item_factors.shape[1] + 1 + sim.item_genres.shape[1] + 1
-
-
-def exposure_columns(sim) -> slice:
-    """Where ``observe_simulator(sim)["user"]`` keeps the per-genre exposure (after taste and bias)."""
-    start = sim.item_factors.shape[1] + 1
-    return slice(start, start + sim.item_genres.shape[1])
-
-
-def genre_shares(sim) -> torch.Tensor:
-    """FloatTensor [N, G]: each item's genres, summing to 1 per item (how the simulator spreads exposure)."""
-    return (sim.item_genres / sim.item_genres.sum(1, keepdim=True)).float()
+def genre_shares(env) -> torch.Tensor:
+    """FloatTensor [N, G]: each item's genres, summing to 1 per item (how exposure is spread over genres)."""
+    return (env.item_genres / env.item_genres.sum(1, keepdim=True)).float()
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Module:
@@ -90,11 +58,12 @@ class QNetwork(nn.Module):
 
     All items are scored in one product. ``f(s)`` encodes the user features and recent history,
     ``g``/``b`` the item features, and ``r(s, i)`` -- when the observation carries ``immediate`` --
-    is the click model's expected immediate reward, weighted by a learned positive, state-dependent
+    is the platform recommender's immediate score, weighted by a learned positive, state-dependent
     ``w(s)``; ``v(s)`` carries the level all items share. With ``genre_share`` given, ``e(s, i)`` is
-    the user's recent exposure to item ``i``'s genres (``user[:, exposure_cols] @ genre_share.T``)
-    and ``c(s)``, ``d(s)`` are learned: the price of adding to a genre the user is tiring of -- the
-    long-term cost that greedy ignores. Every learned term starts at 0, so the network starts as greedy.
+    the user's recent clicks on item ``i``'s genres (``user[:, exposure_cols] @ genre_share.T``, from
+    the platform's log) and ``c(s)``, ``d(s)`` are learned: the price of adding to a genre the user
+    may be tiring of -- the long-term cost that greedy ignores. Every learned term starts at 0
+    (``w(s)`` at 1), so the network starts as greedy on the platform's model.
     """
 
     def __init__(self, item_feats: torch.Tensor, user_dim: int, embed_dim: int = 64, hidden: int = 128,

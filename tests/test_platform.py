@@ -1,0 +1,127 @@
+"""Tests for recnb.platform: the platform's log is the only agent view, and the platform-side baselines."""
+
+import numpy as np
+import pytest
+import torch
+
+from recnb.agents.dqn import DQN, DQNConfig
+from recnb.platform import PlatformEnv, observe_platform, split_users
+from recnb.policies import (DiversifyingPolicy, Evaluation, GreedyPolicy, MMRPolicy, PlatformGreedyPolicy, RandomPolicy,
+                            evaluate_policy, paired_difference, tune_heuristic)
+
+from conftest import platform_for
+
+
+def _scramble_hidden_state(sim, seed):
+    """Change everything the simulator knows about its users that a platform does not log."""
+    gen = torch.Generator().manual_seed(seed)
+    s = sim.state
+    for tensor in (s.preference, s.base, s.exposure, s.satisfaction, s.sensitivity):
+        tensor.copy_(torch.randn(tensor.shape, generator=gen))
+    sim._packed.copy_(torch.randn(sim._packed.shape, generator=gen))
+    for table in (sim.choice_item_factors, sim.choice_item_bias, sim.item_factors, sim.item_bias):
+        table.copy_(torch.randn(table.shape, generator=gen))
+    sim._cache.clear()
+
+
+def test_observation_holds_no_simulator_state(tiny_sim):
+    """Scrambling the simulator's hidden state leaves the agent's observation unchanged: it reads the log only."""
+    from recnb.simulator import UserSimulator
+
+    sim = UserSimulator(tiny_sim.calibration.__class__(**vars(tiny_sim.calibration)), tiny_sim.config)
+    env = PlatformEnv(sim, platform_for(sim))
+    env.reset(16, seed=0)
+    policy = RandomPolicy(seed=1)
+    for _ in range(3):
+        env.step(policy(env))
+    before = {k: v.clone() for k, v in observe_platform(env).items()}
+    _scramble_hidden_state(sim, seed=1)
+    after = observe_platform(env)
+    assert set(after) == set(before)
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    # and the check can fail: the oracle does read the hidden state
+    truth = sim.expected_reward().clone()
+    _scramble_hidden_state(sim, seed=2)
+    assert not torch.equal(truth, sim.expected_reward())
+
+
+def test_agents_observe_the_platform_by_default(tiny_env):
+    agent = DQN(tiny_env, DQNConfig(device="cpu", n_envs=8, buffer_size=64, batch_size=8, total_steps=16))
+    assert agent.observe is observe_platform
+    with pytest.raises(ValueError, match="fatigue_term=False"):
+        DQN(tiny_env.sim, DQNConfig(device="cpu", n_envs=8, buffer_size=64), observe=lambda e: observe_platform(tiny_env),
+            item_feats=tiny_env.item_features())
+
+
+def test_log_records_clicks_ignores_and_genres(tiny_env):
+    obs = tiny_env.reset(32, seed=3)
+    sim = tiny_env.sim
+    np.testing.assert_array_equal(obs["mask"].numpy(), sim.available_mask().numpy())  # same facts, from the log
+    actions = PlatformGreedyPolicy()(tiny_env)
+    obs, _, _, _, info = tiny_env.step(actions)
+    hit, miss = info["clicked"], ~info["clicked"]
+    assert hit.any() and miss.any()
+    assert not obs["mask"][hit, actions[hit]].any()  # a click consumes the film
+    assert tiny_env.ignored[miss, actions[miss]].all() and not tiny_env.ignored[hit, actions[hit]].any()
+    assert torch.equal(obs["history"][hit, -1], actions[hit])
+    shares = tiny_env.genre_share[actions]
+    torch.testing.assert_close(tiny_env.genre_clicks[hit], shares[hit])
+    torch.testing.assert_close(tiny_env.genre_ignored[miss], shares[miss])
+    assert torch.equal(tiny_env.t, torch.ones(32))
+    np.testing.assert_array_equal(obs["mask"].numpy(), sim.available_mask().numpy())
+
+
+def test_pool_draws_only_its_users(tiny_sim):
+    train, held_out = split_users(tiny_sim.n_calibration_users, 0.5, seed=0)
+    assert set(train).isdisjoint(held_out) and len(train) + len(held_out) == tiny_sim.n_calibration_users
+    env = PlatformEnv(tiny_sim, platform_for(tiny_sim), users=held_out)
+    env.reset(64, seed=0)
+    assert set(env.user.tolist()) <= set(held_out.tolist())
+    done = torch.zeros(64, dtype=torch.bool)
+    done[:32] = True
+    env.reset_where(done)
+    assert set(env.user.tolist()) <= set(held_out.tolist())
+    with pytest.raises(ValueError, match="train_fraction"):
+        split_users(10, 1.0)
+    with pytest.raises(ValueError, match="calibration rows"):
+        PlatformEnv(tiny_sim, platform_for(tiny_sim), users=[10_000])
+
+
+def test_platform_policies_read_the_platform_and_the_oracle_reads_the_truth(tiny_env):
+    tiny_env.reset(16, seed=0)
+    scores = tiny_env.platform_scores().masked_fill(~tiny_env.available_mask(), -1e9)
+    assert torch.equal(PlatformGreedyPolicy()(tiny_env), scores.argmax(1))
+    assert torch.equal(DiversifyingPolicy(0.0)(tiny_env), scores.argmax(1))
+    assert torch.equal(MMRPolicy(0.0)(tiny_env), scores.argmax(1))
+    truth = tiny_env.sim.expected_reward().masked_fill(~tiny_env.available_mask(), -1)
+    assert torch.equal(GreedyPolicy()(tiny_env), truth.argmax(1))
+    assert GreedyPolicy.name == "oracle greedy"
+    with pytest.raises(TypeError, match="PlatformEnv"):
+        DiversifyingPolicy(1.0)(tiny_env.sim)
+
+
+def test_diversifying_penalty_moves_choices_after_clicks(tiny_env):
+    tiny_env.reset(64, seed=0)
+    for _ in range(3):
+        tiny_env.step(PlatformGreedyPolicy()(tiny_env))
+    assert not torch.equal(DiversifyingPolicy(50.0)(tiny_env), PlatformGreedyPolicy()(tiny_env))
+
+
+def test_paired_difference_and_tuning():
+    a = Evaluation("a", np.array([2.0, 3.0, 4.0, 5.0]), np.ones(4), np.ones(4), seed=0)
+    b = Evaluation("b", np.array([1.0, 2.0, 4.0, 3.0]), np.ones(4), np.ones(4), seed=0)
+    c = paired_difference(a, b)
+    d = np.array([1.0, 1.0, 0.0, 2.0])
+    assert c.diff == pytest.approx(1.0) and c.ci95 == pytest.approx(1.96 * d.std(ddof=1) / 2)
+    assert c.relative == pytest.approx(1.0 / 2.5) and c.excludes_zero
+    with pytest.raises(ValueError, match="same seed"):
+        paired_difference(a, Evaluation("b", b.returns, b.lengths, b.click_rates, seed=1))
+
+
+def test_tune_heuristic_returns_the_best_value(tiny_env):
+    best, returns = tune_heuristic(tiny_env, DiversifyingPolicy, [0.0, 1.0, 100.0], n_users=64, seed=0)
+    assert best == max(returns, key=returns.get) and set(returns) == {0.0, 1.0, 100.0}
+    assert returns[0.0] == evaluate_policy(tiny_env, PlatformGreedyPolicy(), n_users=64, seed=0).mean_return
+    with pytest.raises(ValueError, match="grid"):
+        tune_heuristic(tiny_env, DiversifyingPolicy, [], n_users=8)
