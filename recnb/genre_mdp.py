@@ -122,8 +122,8 @@ class GenreTracker:
         return torch.where(s.active, idx, torch.full_like(idx, self.space.left))
 
     def items_for(self, genres: torch.Tensor) -> torch.Tensor:
-        """The best available item of each user's genre, by the user's current predicted rating."""
-        score = self.sim.predicted_rating().masked_fill(~self.sim.available_mask(), NEG)
+        """The available item of each user's genre they are likeliest to click now (the simulator's own model)."""
+        score = self.sim.click_probability().masked_fill(~self.sim.available_mask(), NEG)
         in_genre = self.in_genre[genres]  # [B, N]
         best_in = score.masked_fill(~in_genre, NEG).argmax(1)
         # no item of the genre left (rare): fall back to the best item overall

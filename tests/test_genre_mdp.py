@@ -17,9 +17,11 @@ def tiny_simulator(n_items=40, n_users=6, seed=0):
     genres = torch.zeros(n_items, len(GENRES))
     for i in range(n_items):
         genres[i, GENRES.index(gm.DEFAULT_GENRES[i % 5])] = 1.0
+    users, items, bias = 0.5 * torch.randn(n_users, 4, generator=gen), 0.5 * torch.randn(n_items, 4, generator=gen), \
+        torch.linspace(-0.5, 0.5, n_items)
     cal = Calibration(
-        mu=3.5, user_factors=0.5 * torch.randn(n_users, 4, generator=gen), user_bias=torch.zeros(n_users),
-        item_factors=0.5 * torch.randn(n_items, 4, generator=gen), item_bias=torch.linspace(-0.5, 0.5, n_items),
+        mu=3.5, user_factors=users, user_bias=torch.zeros(n_users), item_factors=items, item_bias=bias,
+        choice_user_factors=users, choice_user_bias=torch.zeros(n_users), choice_item_factors=items, choice_item_bias=bias,
         item_genres=genres, item_popularity=torch.arange(n_items, dtype=torch.float32),
         train_items=[np.array([u], dtype=np.int64) for u in range(n_users)], user_ids=np.arange(n_users), train_rmse=0.0)
     return UserSimulator(cal, SimulatorConfig(horizon=15))

@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from recnb.policies import (DiversifyingPolicy, Evaluation, GreedyPolicy, PopularityPolicy, RandomPolicy,
-                            evaluate_policy, top_items)
+from recnb.platform import PlatformEnv
+from recnb.policies import (DiversifyingPolicy, Evaluation, GreedyPolicy, MMRPolicy, PlatformGreedyPolicy,
+                            PopularityPolicy, RandomPolicy, evaluate_policy, top_items)
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
 from test_simulator import synthetic
+
+from conftest import platform_for
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +26,18 @@ def test_top_items_respects_mask_and_slate():
     assert top_items(scores, mask, 2).tolist() == [[3, 2]]
 
 
-@pytest.mark.parametrize("policy", [RandomPolicy(0), PopularityPolicy(), GreedyPolicy(), DiversifyingPolicy(1.0)])
+@pytest.mark.parametrize("policy", [RandomPolicy(0), PopularityPolicy(), GreedyPolicy(), PlatformGreedyPolicy(),
+                                    DiversifyingPolicy(1.0), MMRPolicy(1.0)])
 def test_policies_pick_available_items_of_the_right_shape(simulator, policy):
-    sim = simulator.with_config(SimulatorConfig(slate_size=3))
-    sim.reset(8, seed=0)
-    actions = policy(sim)
+    platform = platform_for(simulator)
+    env = PlatformEnv(simulator.with_config(SimulatorConfig(slate_size=3)), platform)
+    env.reset(8, seed=0)
+    actions = policy(env)
     assert actions.shape == (8, 3)
-    assert bool(sim.available_mask().gather(1, actions).all())
-    simulator.reset(8, seed=0)
-    assert policy(simulator).shape == (8,)
+    assert bool(env.available_mask().gather(1, actions).all())
+    single = PlatformEnv(simulator, platform)
+    single.reset(8, seed=0)
+    assert policy(single).shape == (8,)
 
 
 def test_greedy_picks_the_best_expected_reward(simulator):
