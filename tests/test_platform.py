@@ -125,3 +125,18 @@ def test_tune_heuristic_returns_the_best_value(tiny_env):
     assert returns[0.0] == evaluate_policy(tiny_env, PlatformGreedyPolicy(), n_users=64, seed=0).mean_return
     with pytest.raises(ValueError, match="grid"):
         tune_heuristic(tiny_env, DiversifyingPolicy, [], n_users=8)
+
+
+def test_agent_can_start_as_the_tuned_heuristic(tiny_env):
+    """fatigue_init = -penalty: before any update the Q-network ranks exactly like DiversifyingPolicy(penalty)."""
+    agent = DQN(tiny_env, DQNConfig(device="cpu", n_envs=8, buffer_size=64, batch_size=8, total_steps=16, fatigue_init=-3.0))
+    tiny_env.reset(64, seed=4)
+    for _ in range(3):
+        tiny_env.step(PlatformGreedyPolicy()(tiny_env))
+    assert torch.equal(agent.policy()(tiny_env), DiversifyingPolicy(3.0)(tiny_env))
+    plain = DQN(tiny_env, DQNConfig(device="cpu", n_envs=8, buffer_size=64, batch_size=8, total_steps=16))
+    tiny_env.reset(64, seed=4)
+    for _ in range(3):
+        tiny_env.step(PlatformGreedyPolicy()(tiny_env))
+    assert torch.equal(plain.policy()(tiny_env), PlatformGreedyPolicy()(tiny_env))
+    assert not torch.equal(plain.policy()(tiny_env), agent.policy()(tiny_env))  # the starting price matters

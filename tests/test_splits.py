@@ -1,4 +1,4 @@
-"""recnb.splits: deterministic by seed, no leakage, the protocols DESIGN section 7 describes."""
+"""recnb.splits: deterministic by seed, no leakage, the protocols docs/protocols.md describes."""
 
 import numpy as np
 import pandas as pd

@@ -2,7 +2,7 @@
 
 CleanRL-style: :class:`DQNConfig` holds every hyperparameter with a docstring; :class:`DQN` is the
 algorithm (collect a batch of users' steps -> store -> sample -> TD update), networks and the
-replay buffer live in ``networks.py`` and ``replay.py``. The correctness rules (DESIGN section 9)
+replay buffer live in ``networks.py`` and ``replay.py``. The correctness rules
 are each one line of :func:`td_target`, and each has a regression test that fails when undone:
 
 * bootstrap only where the episode did **not** terminate: ``(1 - terminated)``, not ``terminated``;
@@ -89,6 +89,10 @@ class DQNConfig:
     fatigue_term: bool = True
     """Give the Q-network the user's recent clicks on each item's genres and learn their price (QNetwork's
     ``e(s, i)`` term); needs an env with ``exposure_columns()`` (``recnb.platform.PlatformEnv``)."""
+    fatigue_init: float = 0.0
+    """Starting value of the fatigue term's ``d(s)``: 0 starts the agent as greedy on the platform's scores;
+    ``-penalty`` starts it as ``DiversifyingPolicy(penalty)`` (e.g. the penalty tuned on training users),
+    so learning refines the best heuristic instead of rediscovering it."""
     linear_items: bool = False
     """Item tower ``g`` linear in the item features (robust argmax over many items) or an MLP."""
     network: str = "qnet"
@@ -120,6 +124,7 @@ class DQNConfig:
         need(0 < self.tau <= 1, f"tau must be in (0, 1] (1 = hard update), got {self.tau}")
         need(self.item_lr_scale > 0, f"item_lr_scale must be > 0, got {self.item_lr_scale}")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(np.isfinite(self.fatigue_init), f"fatigue_init must be a finite number, got {self.fatigue_init}")
         need(self.huber_delta > 0 and self.max_grad_norm > 0, "huber_delta and max_grad_norm must be > 0")
         need(self.buffer_size >= self.n_envs * max(self.n_step, 2),
              f"buffer_size ({self.buffer_size}) must hold at least n_envs * max(n_step, 2) = "
@@ -227,7 +232,7 @@ class DQN:
                                  "observe_platform (it reads the genre clicks from the user features); "
                                  "set DQNConfig(fatigue_term=False) for another environment or observation")
             share, cols = genre_shares(self.env).to(feats.device), self.env.exposure_columns()
-        return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden, cfg.linear_items, share, cols)
+        return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden, cfg.linear_items, share, cols, cfg.fatigue_init)
 
     def autocast(self):
         """bfloat16 autocast on CUDA when enabled; a no-op context on CPU."""

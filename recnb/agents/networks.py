@@ -68,7 +68,7 @@ class QNetwork(nn.Module):
 
     def __init__(self, item_feats: torch.Tensor, user_dim: int, embed_dim: int = 64, hidden: int = 128,
                  linear_items: bool = True, genre_share: torch.Tensor | None = None,
-                 exposure_cols: slice | None = None):
+                 exposure_cols: slice | None = None, fatigue_init: float = 0.0):
         super().__init__()
         if item_feats.dim() != 2 or item_feats.shape[0] < 1:
             raise ValueError(f"item_feats must be a [n_items, n_features] tensor, got shape {tuple(item_feats.shape)}")
@@ -101,6 +101,7 @@ class QNetwork(nn.Module):
             self.fatigue = nn.Linear(embed_dim, 2)  # c(s), d(s)
             nn.init.zeros_(self.fatigue.weight)
             nn.init.zeros_(self.fatigue.bias)
+            nn.init.constant_(self.fatigue.bias[1:], fatigue_init)  # d(s): the starting price of repetition
 
     @property
     def n_items(self) -> int:
