@@ -8,21 +8,31 @@ genre fatigue). Here ``x_i`` is either
   learned linear adapter on top of the language model, or
 * **ID**: a one-hot vector, so ``g`` is a learned ID embedding table.
 
-**What the agent sees** (:func:`restricted_observe`): the platform's user model (taste vector, bias,
-genre exposure, session time), the history and the catalogue -- *not* the simulator's click model
-(``immediate``), which no platform has for a new item. Both networks start from the platform's
-collaborative item factors fitted on warm items only (:func:`warm_start`), then learn by TD.
-Every score is the network's own forward pass (:func:`q_scorer`, :func:`score_items`).
+**What the agent sees** (:func:`restricted_observe`): only the platform's view
+(:class:`recnb.platform.PlatformEnv`, :func:`recnb.platform.observe_platform`): the platform's user
+features (its BPR user factors, decayed genre clicks and ignores, session counters), the logged history
+and which films are available -- *not* the platform recommender's ``immediate`` scores, which it cannot
+have for a film it never logged, and never the simulator's hidden state. Both networks start from the
+platform's BPR item factors and biases of *warm* items only (:func:`warm_start`,
+``movielens_platform().item_factors``), then learn by TD. Every score is the network's own forward pass
+(:func:`q_scorer`, :func:`score_items`). The only scorer that reads the simulator is
+:func:`oracle_scorer`, a labelled reference.
 
-**Cold-start protocol** (DESIGN sections 7 and 8): :func:`cold_item_mask` draws 20% of items as
-*cold*. During training they are never in the agent's catalogue (masked from exploration, the greedy
-choice and the bootstrap target) and are hidden from the histories it reads
-(:func:`restricted_observe`). At test time they enter the catalogue; the simulated users' preferences
-for them were always known to the simulator (it is calibrated on all items). Each policy is then
-scored twice on fresh users: choosing only among warm items, and only among cold items
-(:func:`evaluate_catalogues`), so "click rate on cold items" is the click rate of a policy whose
-recommendations are cold items. Every policy is served with the same rule (:class:`CataloguePolicy`):
-an item the user ignored is not shown to them again in the episode.
+**Cold-start protocol** (docs/protocols.md): :func:`cold_item_mask` draws 20% of items as *cold*. During
+training they are never in the agent's catalogue (masked from exploration, the greedy choice and the
+bootstrap target) and are hidden from the histories it reads (:func:`restricted_observe`); no platform
+item factor of a cold item reaches the agent (the platform's user vectors are its one BPR fit on the
+training logs, which did include those films). Agents train on one pool of users
+(``PlatformEnv(sim, platform, users=train_rows)``, :func:`recnb.platform.split_users`) and are scored
+on the other. At test time cold items enter the catalogue; the simulated users' preferences for them
+were always known to the simulator. Each policy is scored twice on the same evaluation users: choosing
+only among warm items, and only among cold items (:func:`catalogue_evaluations`), so "click rate on cold
+items" is the click rate of a policy whose recommendations are cold items. Per-user results are kept,
+so two policies compare user by user (:func:`paired_click_rate`). Every policy is served with the same
+rule (:class:`CataloguePolicy`): an item the user ignored is not shown to them again in the episode.
+
+**Does the text matter?** (:func:`shuffle_item_features`): the same network with the text vectors of
+some items permuted among them -- if the item tower carried no text, nothing would change.
 
 **TD fine-tuning** (:class:`TopLayers`, :func:`td_finetune`): the hidden states that enter the top
 transformer layer(s) are computed once and cached; the top layer(s), mean pooling and normalisation
@@ -36,6 +46,7 @@ target -- updates the top layer(s), the adapter and the state tower end to end.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -47,11 +58,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .agents.dqn import DQN, DQNConfig, dqn_targets
-from .agents.networks import QNetwork, observe_simulator
+from .agents.dqn import DQN, NEG, DQNConfig, dqn_targets
+from .agents.networks import QNetwork
 from .agents.replay import ReplayBuffer
-from .agents.dqn import NEG
-from .policies import Evaluation, evaluate_policy, top_items
+from .platform import observe_platform
+from .policies import Comparison, Evaluation, evaluate_policy, paired_difference, top_items
 
 
 # ---------------------------------------------------------------- the cold-start catalogue
@@ -69,27 +80,31 @@ def cold_item_mask(n_items: int, fraction: float = 0.2, seed: int = 0) -> torch.
 
 
 def restricted_observe(allowed: torch.Tensor | None = None, hide_history: bool = True) -> Callable:
-    """The platform's ``observe(sim)``: no click model, and only ``allowed`` items (notebook 07).
+    """``observe(env)`` for the cold-start study: the platform's view without its recommender's scores (notebook 07).
 
-    Drops ``observe_simulator``'s ``immediate`` (the simulator's own click model: a platform has none
-    for a new item), keeps the user features, history and mask; with ``allowed`` given, the mask
-    keeps only those items and (if ``hide_history``) the history shows the others as padding.
+    Built on :func:`recnb.platform.observe_platform` (``env`` is a :class:`recnb.platform.PlatformEnv`):
+    drops ``immediate`` (the platform's BPR scores -- it has none for a film it never logged), keeps
+    the user features, history and mask; with ``allowed`` given, the mask keeps only those items and
+    (if ``hide_history``) the history shows the others as padding.
     """
     allowed = None if allowed is None else torch.as_tensor(allowed, dtype=torch.bool)
 
-    def observe(sim) -> dict:
-        obs = observe_simulator(sim)
+    def observe(env) -> dict:
+        if not hasattr(env, "platform_scores"):
+            raise TypeError("restricted_observe reads the platform's view: pass a recnb.platform.PlatformEnv, "
+                            "not the bare simulator")
+        obs = observe_platform(env)
         del obs["immediate"]
         if allowed is None:
             return obs
-        if allowed.shape != (sim.n_items,):
-            raise ValueError(f"allowed must be a BoolTensor of shape ({sim.n_items},), got {tuple(allowed.shape)}")
+        if allowed.shape != (env.n_items,):
+            raise ValueError(f"allowed must be a BoolTensor of shape ({env.n_items},), got {tuple(allowed.shape)}")
         ok = allowed.to(obs["mask"].device)
         obs["mask"] &= ok
         if hide_history:  # an unseen item is not even a name to the agent: it reads as padding
             hist = obs["history"]
-            visible = (hist < sim.n_items) & ok[hist.clamp(max=sim.n_items - 1)]
-            obs["history"] = torch.where(visible, hist, torch.full_like(hist, sim.n_items))
+            visible = (hist < env.n_items) & ok[hist.clamp(max=env.n_items - 1)]
+            obs["history"] = torch.where(visible, hist, torch.full_like(hist, env.n_items))
         return obs
 
     return observe
@@ -106,10 +121,10 @@ def warm_start(net: QNetwork, warm: torch.Tensor, factors: torch.Tensor, bias: t
     """Initialise ``net`` from the platform's collaborative model, fitted on ``warm`` items only (notebook 07).
 
     The linear item tower becomes a ridge regression from item features to ``[factors, bias]`` (the
-    platform's matrix-factorisation item vectors), fitted on warm rows only -- so for one-hot IDs a
-    cold item's row stays at the warm average, and for text it is predicted from its text (notebook
-    03's text->BPR hybrid). The state tower starts as the user's taste vector (``user[:, taste_cols]``),
-    so ``Q`` starts as the platform's predicted rating; TD learning then adds the long run.
+    platform's BPR item vectors), fitted on warm rows only -- so for one-hot IDs a cold item's row
+    stays at the warm average, and for text it is predicted from its text (notebook 03's text->BPR
+    hybrid). The state tower starts as the platform's user factors (``user[:, taste_cols]``), so ``Q``
+    starts as the platform recommender's score; TD learning then adds the long run.
     Returns the fit's R^2 on the warm rows.
     """
     if not hasattr(net.item_tower, "skip") or len(net.item_tower.mlp) != 1:
@@ -139,53 +154,102 @@ def warm_start(net: QNetwork, warm: torch.Tensor, factors: torch.Tensor, bias: t
     return float(1 - ((pred - yc) ** 2).sum() / (yc ** 2).sum())
 
 
-def train_agent(sim, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNConfig, progress: bool = True,
+def train_agent(env, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNConfig, progress: bool = True,
                 start_from_factors: bool = True, alpha: float = 10.0, td: bool = True) -> DQN:
-    """Train notebook 06's DQN with ``item_feats`` on the warm catalogue only, without the click model (notebook 07).
+    """Train notebook 06's DQN with ``item_feats`` on the warm catalogue only, on the platform's view (notebook 07).
 
-    Cold items are never shown, bootstrapped from or visible in histories; ``start_from_factors``
-    first applies :func:`warm_start` (ridge ``alpha``) with the simulator's item factors of *warm* items;
-    the fit's R^2 on warm items is kept as ``agent.fit_r2`` (None without a warm start).
-    ``td=False`` stops after the warm start: the ablation that shows what TD learning adds.
+    ``env`` is a :class:`recnb.platform.PlatformEnv` over the *training* users. Cold items are never
+    shown, bootstrapped from or visible in histories; ``start_from_factors`` first applies
+    :func:`warm_start` (ridge ``alpha``) with the platform's BPR item factors and biases
+    (``env.platform``) of *warm* items; the fit's R^2 on warm items is kept as ``agent.fit_r2`` (None
+    without a warm start). ``td=False`` stops after the warm start: the ablation that shows what TD adds.
     """
     if not (td or start_from_factors):
         raise ValueError("with td=False and start_from_factors=False the network would stay at random weights")
-    if item_feats.shape[0] != sim.n_items:
-        raise ValueError(f"item_feats needs one row an item ({sim.n_items}), got {item_feats.shape[0]}")
-    agent = DQN(sim, config, observe=restricted_observe(~cold, hide_history=True), item_feats=item_feats)
+    if not hasattr(env, "platform"):
+        raise TypeError("train_agent needs the platform's view: recnb.platform.PlatformEnv(sim, platform, users=...)")
+    if item_feats.shape[0] != env.n_items:
+        raise ValueError(f"item_feats needs one row an item ({env.n_items}), got {item_feats.shape[0]}")
+    cold = torch.as_tensor(cold, dtype=torch.bool)
+    agent = DQN(env, config, observe=restricted_observe(~cold, hide_history=True), item_feats=item_feats)
     agent.fit_r2 = None
     if start_from_factors:
-        dim = sim.item_factors.shape[1]
-        agent.fit_r2 = warm_start(agent.online, ~cold, sim.item_factors.cpu(), sim.item_bias.cpu(), slice(0, dim),
-                                  alpha=alpha)
+        factors, bias = env.platform.item_factors.float().cpu(), env.platform.item_bias.float().cpu()
+        dim = factors.shape[1]  # PlatformEnv.user_features() starts with the platform's user factors
+        agent.fit_r2 = warm_start(agent.online, ~cold, factors, bias, slice(0, dim), alpha=alpha)
         agent.target.load_state_dict(agent.online.state_dict())
     if td:
         agent.train(progress=progress)
     return agent
 
 
+def shuffle_item_features(net: QNetwork, items: torch.Tensor, seed: int = 0) -> QNetwork:
+    """A copy of ``net`` whose features of ``items`` are permuted among them (no item keeps its own) (notebook 07).
+
+    The text ablation: an item tower that carries the text scores the shuffled items differently;
+    one that ignored its features would not notice. Genre shares (the fatigue term) stay with their
+    items, so only the text moves.
+    """
+    items = torch.as_tensor(items)
+    items = items.nonzero().squeeze(1) if items.dtype == torch.bool else items.long()
+    if len(items) < 2:
+        raise ValueError("need at least two items to shuffle their features")
+    gen = torch.Generator().manual_seed(int(seed))
+    perm = torch.randperm(len(items), generator=gen)
+    fixed = perm == torch.arange(len(items))
+    while bool(fixed.any()):  # a derangement: every item gets another item's features
+        perm = torch.randperm(len(items), generator=gen)
+        fixed = perm == torch.arange(len(items))
+    out = copy.deepcopy(net)
+    x = out.item_x.clone()
+    x[items] = net.item_x[items[perm]]
+    out.item_x = x
+    return out
+
+
 # ---------------------------------------------------------------- scoring and evaluation
 
 def q_scorer(net: QNetwork) -> Callable:
-    """``score(sim) -> Q [B, N]``: the network itself on the platform's view of the full catalogue (notebook 07)."""
+    """``score(env, rows=None) -> Q [B, N]``: the network itself on the platform's view of the full catalogue (notebook 07).
+
+    ``rows`` (LongTensor) scores only those users (:class:`CataloguePolicy` passes the active ones).
+    """
     observe = restricted_observe()
 
     @torch.no_grad()
-    def score(sim) -> torch.Tensor:
-        return net(observe(sim))
+    def score(env, rows: torch.Tensor | None = None) -> torch.Tensor:
+        obs = observe(env)
+        if rows is not None:
+            obs = {key: value.index_select(0, rows) for key, value in obs.items()}
+        return net(obs)
 
+    score.takes_rows = True
     return score
 
 
 def random_scorer(seed: int = 0) -> Callable:
-    """``score(sim)``: uniform noise, i.e. a random available item (notebook 07)."""
+    """``score(env, rows=None)``: uniform noise, i.e. a random available item (notebook 07)."""
     gen = torch.Generator().manual_seed(seed)
-    return lambda sim: torch.rand(sim.n_users, sim.n_items, generator=gen).to(sim.device)
+
+    def score(env, rows: torch.Tensor | None = None) -> torch.Tensor:
+        n = env.n_users if rows is None else len(rows)
+        return torch.rand(n, env.n_items, generator=gen).to(env.device)
+
+    score.takes_rows = True
+    return score
 
 
-def greedy_scorer(sim) -> torch.Tensor:
-    """``score(sim)``: the simulator's own immediate expected reward (an oracle that knows users' true tastes)."""
-    return sim.expected_reward()
+def oracle_scorer(env, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """**Oracle** ``score(env, rows=None)``: the simulator's own expected immediate reward (it knows users' true tastes).
+
+    Reads the simulator behind the platform's view: a reference that bounds what any policy could
+    reach greedily, never an agent's input (notebook 07).
+    """
+    truth = getattr(env, "sim", env).expected_reward()
+    return truth if rows is None else truth.index_select(0, rows)
+
+
+oracle_scorer.takes_rows = True
 
 
 class CataloguePolicy:
@@ -225,47 +289,103 @@ class CataloguePolicy:
             rows = available.gather(1, self.previous[:, None]).squeeze(1).nonzero().squeeze(1)
             self.ignored[rows, self.previous[rows]] = True
 
-    def __call__(self, sim) -> torch.Tensor:
-        available, allowed = sim.available_mask(), self.allowed.to(sim.device)
+    def __call__(self, env) -> torch.Tensor:
+        available, allowed = env.available_mask(), self.allowed.to(env.device)
         self._remember_ignored(available)
-        mask = available & allowed
+        active = env.active
+        # only users still in their session are scored (a finished user's action is ignored)
+        rows = active.nonzero().squeeze(1) if getattr(self.score, "takes_rows", False) else \
+            torch.arange(len(active), device=active.device)
+        mask = available.index_select(0, rows) & allowed
         if self.skip_ignored:
-            fresh = mask & ~self.ignored
+            fresh = mask & ~self.ignored.index_select(0, rows)
             mask = torch.where(fresh.any(1, keepdim=True), fresh, mask)
         # a user who consumed every allowed item is shown one again: legal, never clicked, earns nothing
         mask = torch.where(mask.any(1, keepdim=True), mask, allowed.expand_as(mask))
-        q = self.score(sim).float().masked_fill(~mask, NEG)
+        q = (self.score(env, rows) if getattr(self.score, "takes_rows", False) else self.score(env))
+        q = q.float().masked_fill(~mask, NEG)
         best = q.max(1, keepdim=True).values
         tied = mask & (q >= best - 1e-5 * (1 + best.abs()))
-        choice = q.argmax(1)
+        picked = q.argmax(1)
         multi = (tied.sum(1) > 1).nonzero().squeeze(1)  # usually few rows: noise only where it decides
         if len(multi):
             noise = torch.rand(len(multi), q.shape[1], generator=self.generator).to(q.device)
-            choice[multi] = top_items(noise, tied[multi], 1)
+            picked[multi] = top_items(noise, tied[multi], 1)
+        choice = torch.zeros(len(active), dtype=torch.long, device=active.device) if self.previous is None \
+            else self.previous.clone()
+        choice[rows] = picked
         if self.previous is not None:
-            active = sim.active
             self.repeats += int((choice == self.previous)[active].sum())
             self.shown += int(active.sum())
         self.previous = choice
         return choice
 
 
-def evaluate_catalogues(sim, scorers: dict, cold: torch.Tensor, n_users: int = 1000, seed: int = 1,
-                        users=None, skip_ignored: bool = True) -> pd.DataFrame:
-    """Each scorer on fresh users, choosing among warm items only and among cold items only (notebook 07).
+CATALOGUES = ("warm", "cold")
 
-    Returns one row per (policy, catalogue): mean return, click rate and episode length with 95% CIs
-    (simulator protocol, common random numbers: the same ``seed`` for every policy), and
-    ``repeat_share``, the share of recommendations that repeated the user's previous item.
-    ``skip_ignored``: :class:`CataloguePolicy`'s serving rule, for every scorer alike.
+
+def catalogue_evaluations(env, scorers: dict, cold: torch.Tensor, n_users: int = 1000, seed: int = 1,
+                          users=None, skip_ignored: bool = True, catalogues=CATALOGUES) -> dict:
+    """Each scorer on the same users, choosing among warm items only and among cold items only (notebook 07).
+
+    ``env`` is a :class:`recnb.platform.PlatformEnv` over the *evaluation* users. Returns
+    ``{(name, catalogue): Evaluation}`` with per-user returns, lengths and click rates (simulator
+    protocol, common random numbers: the same ``seed``, hence the same users and draws, for every
+    policy), each with ``repeat_share`` set: the share of recommendations that repeated the user's
+    previous item. ``skip_ignored``: :class:`CataloguePolicy`'s serving rule, for every scorer alike.
+    ``catalogues``: which of ``("warm", "cold")`` to evaluate.
     """
-    rows = []
+    cold = torch.as_tensor(cold, dtype=torch.bool)
+    unknown = set(catalogues) - set(CATALOGUES)
+    if unknown:
+        raise ValueError(f"catalogues must be among {CATALOGUES}, got {sorted(unknown)}")
+    out = {}
     for name, score in scorers.items():
-        for catalogue, allowed in (("warm", ~cold), ("cold", cold)):
+        for catalogue, allowed in zip(CATALOGUES, (~cold, cold)):
+            if catalogue not in catalogues:
+                continue
             policy = CataloguePolicy(score, allowed, name, skip_ignored=skip_ignored)
-            ev: Evaluation = evaluate_policy(sim, policy, n_users=n_users, seed=seed, users=users)
-            rows.append({**ev.summary(), "catalogue": catalogue, "repeat_share": policy.repeat_fraction})
-    return pd.DataFrame(rows)
+            ev: Evaluation = evaluate_policy(env, policy, n_users=n_users, seed=seed, users=users)
+            ev.repeat_share = policy.repeat_fraction
+            out[name, catalogue] = ev
+    return out
+
+
+def catalogue_table(evaluations: dict) -> pd.DataFrame:
+    """One row per (policy, catalogue) of :func:`catalogue_evaluations`: means, 95% CIs over users, repeat share."""
+    return pd.DataFrame([{**ev.summary(), "policy": name, "catalogue": catalogue,
+                          "repeat_share": getattr(ev, "repeat_share", float("nan"))}
+                         for (name, catalogue), ev in evaluations.items()])
+
+
+def evaluate_catalogues(env, scorers: dict, cold: torch.Tensor, n_users: int = 1000, seed: int = 1,
+                        users=None, skip_ignored: bool = True) -> pd.DataFrame:
+    """:func:`catalogue_table` of :func:`catalogue_evaluations`: one row per (policy, catalogue) (notebook 07)."""
+    return catalogue_table(catalogue_evaluations(env, scorers, cold, n_users, seed, users, skip_ignored))
+
+
+def average_evaluations(evaluations: list, name: str | None = None) -> Evaluation:
+    """Per-user mean over several evaluations of the same users (e.g. one per training seed) (notebook 07).
+
+    Needs the same evaluation seed and user count throughout; the result pairs with any other
+    evaluation on those users (:func:`paired_click_rate`), treating the training seeds as fixed.
+    """
+    if not evaluations:
+        raise ValueError("no evaluations to average")
+    first = evaluations[0]
+    if any(ev.seed != first.seed or len(ev.returns) != len(first.returns) for ev in evaluations):
+        raise ValueError("evaluations to average must share the evaluation seed and the number of users")
+    mean = lambda key: np.mean([getattr(ev, key) for ev in evaluations], axis=0)
+    return Evaluation(name or first.policy, mean("returns"), mean("lengths"), mean("click_rates"), first.seed)
+
+
+def paired_click_rate(a: Evaluation, b: Evaluation) -> Comparison:
+    """Paired per-user difference of click rates, ``a - b``, on the same users (notebook 07).
+
+    :func:`recnb.policies.paired_difference` applied to the per-user click rates instead of returns.
+    """
+    return paired_difference(dataclasses.replace(a, returns=a.click_rates),
+                             dataclasses.replace(b, returns=b.click_rates))
 
 
 def mean_ci(values) -> tuple[float, float]:
@@ -440,7 +560,10 @@ def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bo
             batch = {key: value.to(device) for key, value in batch.items()}
             action = batch["action"]
             if config.finetune_lm:  # the taken items' features come from the trainable layer(s), with gradients
-                net.item_x = base_x.index_put((action,), (lm(action) - mean) / std)
+                # once per distinct item: index_put with repeated indices (and rows differing by dropout)
+                # would keep an arbitrary one of them, which made runs irreproducible
+                items = action.unique()
+                net.item_x = base_x.index_put((items,), (lm(items) - mean) / std)
             q = net(ReplayBuffer.obs(batch), action)  # the network itself: every term of Q
             loss = F.huber_loss(q, target, delta=cfg.huber_delta)
             opt.zero_grad(set_to_none=True)
