@@ -2,11 +2,18 @@
 
 Each model enters as what it can provide:
 
-* a **score matrix** ``[n_users, n_items]`` for offline ranking (Tracks A and B, DESIGN section 7) --
+* a **score matrix** ``[n_users, n_items]`` for offline ranking (Tracks A and B, docs/protocols.md) --
   scored by :func:`ranking_row` with the shared :class:`recnb.metrics.FullRankingEvaluator`;
-* a **policy** ``policy(sim) -> items`` for the simulator -- a score matrix becomes one with
-  :class:`ScorePolicy`, a sequential model with :class:`SequencePolicy`; :func:`simulate` runs it on fresh
-  users (``recnb.policies.evaluate_policy``) and also counts how often each item was shown (exposure).
+* a **policy** ``policy(env) -> items`` for the simulator, where ``env`` is the platform's view of it
+  (:class:`recnb.platform.PlatformEnv`: the platform's log and models, never the simulator's hidden
+  state) -- a score matrix becomes one with :class:`ScorePolicy`, a sequential model with
+  :class:`SequencePolicy`; :func:`simulate` runs it on fresh users of the env's pool (the evaluation
+  users, disjoint from the users agents and heuristics were trained or tuned on) and also counts how
+  often each item was shown (exposure). Only a policy labelled *oracle* reads ``env.sim``.
+
+An RL agent is ranked offline from its Q-values at each real user's first step, observed through the
+platform (:func:`initial_state_scores`); the oracle's ranking is the simulator's own expected reward
+(:func:`oracle_initial_scores`), a reference with information no platform has.
 
 Robustness (:func:`robustness_study`) retrains cheap models on training data with injected abnormal users
 (:mod:`recnb.robustness`) and measures the drop in NDCG@10 and the attacked item's exposure.
@@ -22,7 +29,15 @@ import pandas as pd
 import torch
 
 from .metrics import FullRankingEvaluator, gini
-from .policies import NEG, evaluate_policy, top_items
+from .policies import NEG, Evaluation, evaluate_policy, top_items
+
+
+def _platform_env(env, what: str):
+    """``env`` if it is the platform's view of a simulator, else a TypeError naming the fix."""
+    if not (hasattr(env, "platform_scores") and hasattr(env, "sim")):
+        raise TypeError(f"{what} reads the platform's view of the simulator: wrap it, "
+                        "recnb.platform.PlatformEnv(sim, recnb.platform.movielens_platform(), users=eval_users)")
+    return env
 
 
 # ---------------------------------------------------------------- models as simulator policies
@@ -32,21 +47,23 @@ class ScorePolicy:
     """A static recommender in the simulator: each user's best available items by fixed scores (notebook 08).
 
     Simulated users are calibration rows, which are the real users in ``MovieLens.indexed()`` order,
-    so row ``u`` of ``scores`` is the model's view of simulated user ``u``.
+    so row ``u`` of ``scores`` is the model's view of simulated user ``u``. It reads the platform's
+    view (``env.user``: who the user is; ``env.available_mask()``: what the log says they consumed).
     """
 
     def __init__(self, scores: torch.Tensor, name: str):
         self.scores, self.name = torch.as_tensor(scores, dtype=torch.float32), name
 
-    def __call__(self, sim) -> torch.Tensor:
-        if self.scores.shape[1] != sim.n_items or self.scores.shape[0] < sim.n_calibration_users:
-            raise ValueError(f"scores must be [>= {sim.n_calibration_users} users, {sim.n_items} items], "
+    def __call__(self, env) -> torch.Tensor:
+        env = _platform_env(env, "ScorePolicy")
+        if self.scores.shape[1] != env.n_items or self.scores.shape[0] < env.n_calibration_users:
+            raise ValueError(f"scores must be [>= {env.n_calibration_users} users, {env.n_items} items], "
                              f"got {tuple(self.scores.shape)}")
-        return top_items(self.scores.to(sim.device)[sim.state.user], sim.available_mask(), sim.config.slate_size)
+        return top_items(self.scores.to(env.device)[env.user], env.available_mask(), env.config.slate_size)
 
 
 def left_aligned(history: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The simulator's histories (oldest first, padding in front) as windows padded at the end, and the
+    """Histories (oldest first, padding in front) as windows padded at the end, and the
     index of each row's last item (0 for an empty row) -- the layout sequential models read (notebook 08)."""
     is_pad = history == pad
     order = torch.sort(is_pad.int(), dim=1, stable=True).indices  # real items first, in their order
@@ -57,20 +74,21 @@ def left_aligned(history: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.T
 
 class SequencePolicy:
     """A sequential next-item model (``recnb.offline_rl.SequentialRecommender``) as a simulator policy:
-    its state is the user's recent consumption in the simulator (notebook 08)."""
+    its state is the user's recent consumption as the platform logged it (``env.history``) (notebook 08)."""
 
     def __init__(self, model, name: str | None = None):
         self.model, self.name = model, name or model.name
 
     @torch.no_grad()
-    def __call__(self, sim) -> torch.Tensor:
-        window, last = left_aligned(sim.state.history, sim.n_items)
+    def __call__(self, env) -> torch.Tensor:
+        env = _platform_env(env, "SequencePolicy")
+        window, last = left_aligned(env.history, env.n_items)
         net = self.model.net
         was_training = net.training
         net.eval()
         h = net.states(window)[torch.arange(len(window)), last]
         net.train(was_training)
-        return top_items(net.ce_head(h), sim.available_mask(), sim.config.slate_size)
+        return top_items(net.ce_head(h), env.available_mask(), env.config.slate_size)
 
 
 class ExposureCounter:
@@ -85,24 +103,30 @@ class ExposureCounter:
         if hasattr(self.policy, "reset"):
             self.policy.reset(seed)
 
-    def __call__(self, sim) -> torch.Tensor:
-        items = self.policy(sim)
-        shown = items[sim.active] if items.dim() == 1 else items[sim.active].reshape(-1)
+    def __call__(self, env) -> torch.Tensor:
+        items = self.policy(env)
+        shown = items[env.active] if items.dim() == 1 else items[env.active].reshape(-1)
         self.counts += np.bincount(shown.cpu().numpy(), minlength=len(self.counts))
         return items
 
 
-def simulate(sim, policy, n_users: int, seed: int, users=None) -> dict:
-    """Return, session length and click rate with 95% CIs, plus exposure coverage, Gini and mean popularity
-    of the shown items, over ``n_users`` fresh simulated users (DESIGN section 7, simulator) (notebook 08)."""
-    counter = ExposureCounter(policy, sim.n_items)
-    ev = evaluate_policy(sim, counter, n_users=n_users, seed=seed, users=users)
+def simulate(env, policy, n_users: int, seed: int) -> tuple[dict, Evaluation]:
+    """Run ``policy`` on ``n_users`` fresh users of ``env``'s pool (docs/protocols.md, simulator protocol) (notebook 08).
+
+    ``env`` is a :class:`recnb.platform.PlatformEnv` (give it the evaluation users). Returns a table row --
+    return, session length and click rate with 95% CIs, plus exposure coverage, Gini and mean popularity
+    of the shown items -- and the per-user :class:`recnb.policies.Evaluation`, for paired comparisons
+    (:func:`recnb.policies.paired_difference`) with other policies run with the same seed.
+    """
+    env = _platform_env(env, "simulate")
+    counter = ExposureCounter(policy, env.n_items)
+    ev = evaluate_policy(env, counter, n_users=n_users, seed=seed)
     row = ev.summary()
     counts = counter.counts
-    pop = sim.item_popularity.cpu().numpy() / sim.n_calibration_users  # share of users who rated the item
+    pop = env.item_popularity.cpu().numpy() / env.n_calibration_users  # share of users who rated the item
     row.update(exposure_coverage=float((counts > 0).mean()), exposure_gini=gini(counts),
                exposure_avgpop=float((counts * pop).sum() / max(counts.sum(), 1)))
-    return row
+    return row, ev
 
 
 # ---------------------------------------------------------------- offline ranking
@@ -144,14 +168,38 @@ def hybrid_scores(bpr, train: pd.DataFrame, text_vectors: np.ndarray, valid_eval
     return scores(best), float(best)
 
 
+def _first_step(env, n_users: int) -> None:
+    """Start one session for each of the first ``n_users`` calibration users (the real users, in order)."""
+    if n_users > env.n_calibration_users:
+        raise ValueError(f"the simulator knows {env.n_calibration_users} users, asked for {n_users}")
+    env.reset(n_users, seed=0, users=torch.arange(n_users))
+
+
 @torch.no_grad()
-def initial_state_scores(agent, sim, n_users: int) -> torch.Tensor:
-    """[n_users, n_items] Q-values of a simulator agent at each real user's first step (their training history),
-    so an RL policy can be ranked offline on Track A -- the split the simulator is calibrated on (notebook 08)."""
-    if n_users > sim.n_calibration_users:
-        raise ValueError(f"the simulator knows {sim.n_calibration_users} users, asked for {n_users}")
-    sim.reset(n_users, seed=0, users=torch.arange(n_users))
-    return agent.q_values(agent.observe(sim)).float().cpu()
+def initial_state_scores(agent, env, n_users: int) -> torch.Tensor:
+    """[n_users, n_items] Q-values of an agent at each real user's first step, observed through the platform
+    (``agent.observe(env)``, by default :func:`recnb.platform.observe_platform`), so an RL policy can be ranked
+    offline on Track A -- the split the simulator and the platform are fitted on (notebook 08).
+
+    ``env`` is a :class:`recnb.platform.PlatformEnv`; the user pool is ignored (every real user is scored).
+    """
+    env = _platform_env(env, "initial_state_scores")
+    _first_step(env, n_users)
+    return agent.q_values(agent.observe(env)).float().cpu()
+
+
+@torch.no_grad()
+def oracle_initial_scores(env, n_users: int) -> torch.Tensor:
+    """[n_users, n_items] **oracle** ranking: the simulator's own expected reward of each film at each real
+    user's first step (what oracle greedy maximises). A reference with information no platform has (notebook 08)."""
+    sim = getattr(env, "sim", env)
+    _first_step(env, n_users)
+    return sim.expected_reward().float().cpu().clone()
+
+
+def random_scores(n_users: int, n_items: int, seed: int = 0) -> torch.Tensor:
+    """[n_users, n_items] uniform random scores: the chance level of a ranking (notebook 08)."""
+    return torch.rand(n_users, n_items, generator=torch.Generator().manual_seed(seed))
 
 
 # ---------------------------------------------------------------- robustness

@@ -8,10 +8,17 @@ policy picks among the same candidates with its own scores. Its per-step value -
 click rate of what it would show in the logged states -- is what the estimators of
 :mod:`recnb.ope` estimate from the logs alone.
 
-Ground truth comes from the simulator: in every logged state we also record the simulator's own
-expected reward of each candidate (``truth``). The estimators never see it; the reward model of
-the direct method and doubly robust is learned from the logs (cross-fitted) on features the
-platform has (its own BPR scores, popularity, the genres of the user's recent history).
+**Who sees what.** Logs are collected through the platform's view of the simulator
+(:class:`recnb.platform.PlatformEnv`): the candidate generator and the logger use the platform's
+popularity counts and availability log, target policies score ``env`` (their own platform-side
+observation; a target labelled *oracle* may read ``env.sim``, as a reference), and the reward model
+of the direct method and doubly robust is learned from the logs (cross-fitted) on features the
+platform has (:func:`platform_features`: its recommender's score, shrunk mean training ratings,
+popularity, the genres of the logged recent history, the step).
+
+**Ground truth** comes from the simulator: in every logged state we also record the simulator's own
+expected reward of each candidate (``truth``, ``env.sim.expected_reward()``). That is the grader, not
+an input: the estimators, the reward model and every non-oracle target never see it.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import torch
 
 from . import ope
 
-Scorer = Callable[[object], torch.Tensor]  # scorer(sim) -> [B, N] scores, higher = better
+Scorer = Callable[[object], torch.Tensor]  # scorer(env) -> [B, N] scores, higher = better
 
 
 @dataclass(frozen=True)
@@ -74,9 +81,17 @@ class BanditLog:
         return len(self.action)
 
 
-def history_genre_overlap(sim, item_genres: torch.Tensor) -> torch.Tensor:
-    """[B, N] share of each item's genres among the genres of the user's recent history (notebook 08)."""
-    hist = sim.state.history  # pad = n_items
+def _require_platform(env) -> None:
+    if not (hasattr(env, "platform_scores") and hasattr(env, "sim")):
+        raise TypeError("OPE logs are collected through the platform's view: pass "
+                        "recnb.platform.PlatformEnv(sim, platform, users=...), not the bare simulator")
+
+
+def history_genre_overlap(env) -> torch.Tensor:
+    """[B, N] share of each item's genres among the genres of the user's logged recent history (notebook 08)."""
+    _require_platform(env)
+    item_genres = env.item_genres.float()
+    hist = env.history  # pad = n_items
     padded = torch.cat([item_genres, torch.zeros(1, item_genres.shape[1], device=item_genres.device)])
     profile = padded[hist].sum(1)  # [B, G] genre counts in the history
     profile = profile / profile.sum(1, keepdim=True).clamp_min(1.0)
@@ -85,67 +100,73 @@ def history_genre_overlap(sim, item_genres: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class PlatformModel:
-    """What the platform knows, learned from the training ratings only -- never the simulator's parameters."""
+class RatingStats:
+    """Shrunk mean training ratings per item and per user: what the platform's rating logs say (notebook 08)."""
 
-    user_item_scores: torch.Tensor  # [U, N] its own recommender's scores (e.g. BPR on the training split)
     item_mean: torch.Tensor  # [N] shrunk mean training rating of each item
-    user_mean: torch.Tensor  # [U] shrunk mean training rating of each user
+    user_mean: torch.Tensor  # [U] shrunk mean training rating of each user (calibration-row order)
 
 
-def platform_model(train: pd.DataFrame, user_item_scores, n_users: int, n_items: int, shrink: float = 5.0) -> PlatformModel:
-    """Shrunk mean ratings per item and user from ``train`` (``user``/``item`` index columns) plus model scores."""
+def rating_stats(train: pd.DataFrame, n_users: int, n_items: int, shrink: float = 5.0) -> RatingStats:
+    """Shrunk mean ratings per item and user from ``train`` (``user``/``item`` index columns; ``MovieLens.indexed()``
+    users are the calibration rows, in order) (notebook 08)."""
     for col in ("user", "item", "rating"):
         if col not in train.columns:
             raise ValueError(f"train lacks column {col!r}; pass a split of MovieLens.indexed()")
+    if int(train["user"].max()) >= n_users or int(train["item"].max()) >= n_items:
+        raise ValueError(f"train has user/item indices beyond [{n_users}, {n_items}]")
     mu = float(train["rating"].mean())
 
     def shrunk(col, n):
         g = train.groupby(col)["rating"].agg(["sum", "size"]).reindex(range(n), fill_value=0)
         return torch.tensor(np.array((g["sum"] + shrink * mu) / (g["size"] + shrink), dtype=np.float32))
 
-    scores = torch.as_tensor(user_item_scores, dtype=torch.float32)
-    if scores.shape != (n_users, n_items):
-        raise ValueError(f"user_item_scores must be [{n_users}, {n_items}], got {tuple(scores.shape)}")
-    return PlatformModel(scores, shrunk("item", n_items), shrunk("user", n_users))
+    return RatingStats(shrunk("item", n_items), shrunk("user", n_users))
 
 
-def platform_features(sim, platform: PlatformModel) -> torch.Tensor:
-    """[B, N, 6] what the platform has on each (state, item): its model's score, item and user mean rating,
-    log popularity, share of the item's genres in the recent history, elapsed step (notebook 08)."""
-    s = sim.state
-    score = platform.user_item_scores[s.user]
-    item_mean = platform.item_mean.expand_as(score)
-    user_mean = platform.user_mean[s.user][:, None].expand_as(score)
-    pop = torch.log1p(sim.item_popularity).expand_as(score)
-    overlap = history_genre_overlap(sim, sim.item_genres)
-    step = (s.t.float() / sim.config.horizon)[:, None].expand_as(score)
+def platform_features(env, stats: RatingStats) -> torch.Tensor:
+    """[B, N, 6] what the platform has on each (state, item): its recommender's score, item and user mean
+    rating, log popularity, share of the item's genres in the logged recent history, elapsed step (notebook 08).
+
+    Read from the platform's view only (``env`` a :class:`recnb.platform.PlatformEnv`), never from ``env.sim``.
+    """
+    _require_platform(env)
+    score = env.platform_scores()
+    item_mean = stats.item_mean.to(score.device).expand_as(score)
+    user_mean = stats.user_mean.to(score.device)[env.user][:, None].expand_as(score)
+    pop = torch.log1p(env.item_popularity.float()).expand_as(score)
+    overlap = history_genre_overlap(env)
+    step = (env.t.float() / env.config.horizon)[:, None].expand_as(score)
     return torch.stack([score, item_mean, user_mean, pop, overlap, step], 2)
 
 
-def _sample_candidates(sim, k: int, gen: torch.Generator) -> torch.Tensor:
+def _sample_candidates(env, k: int, gen: torch.Generator) -> torch.Tensor:
     """k available items per user, drawn without replacement in proportion to popularity + 1 (Gumbel top-k)."""
-    u = torch.rand(sim.n_users, sim.n_items, generator=gen).clamp_(1e-12, 1 - 1e-7)
-    keys = torch.log1p(sim.item_popularity) - torch.log(-torch.log(u))
-    return keys.masked_fill(~sim.available_mask(), float("-inf")).topk(k, dim=1).indices
+    u = torch.rand(env.n_users, env.n_items, generator=gen).clamp_(1e-12, 1 - 1e-7).to(env.device)
+    keys = torch.log1p(env.item_popularity.float()) - torch.log(-torch.log(u))
+    return keys.masked_fill(~env.available_mask(), float("-inf")).topk(k, dim=1).indices
 
 
 @torch.no_grad()
-def collect_logs(sim, platform: PlatformModel, config: LoggingConfig = LoggingConfig(),
+def collect_logs(env, stats: RatingStats, config: LoggingConfig = LoggingConfig(),
                  targets: dict[str, Scorer] | None = None, progress: bool = True) -> BanditLog:
-    """Run the epsilon-greedy popularity logger in ``sim`` and record bandit logs (notebook 08).
+    """Run the epsilon-greedy popularity logger through the platform's view ``env`` and record bandit logs (notebook 08).
 
-    ``targets`` maps names to scorers ``scorer(sim) -> [B, N]``; their scores of the candidates are
-    recorded in every logged state, so the targets can be evaluated on these logs afterwards.
+    ``env`` is a :class:`recnb.platform.PlatformEnv` (its user pool is who gets logged); ``stats`` the
+    platform's rating summaries (:func:`rating_stats`). ``targets`` maps names to scorers
+    ``scorer(env) -> [B, N]``; their scores of the candidates are recorded in every logged state, so the
+    targets can be evaluated on these logs afterwards. The simulator's expected reward of every candidate
+    is recorded as ``truth`` for grading; nothing else is read from ``env.sim``.
     """
+    _require_platform(env)
     cfg, targets = config, dict(targets or {})
-    if platform.user_item_scores.shape != (sim.n_calibration_users, sim.n_items):
-        raise ValueError(f"the platform model must cover [{sim.n_calibration_users}, {sim.n_items}] (calibration users x "
-                         f"items), got {tuple(platform.user_item_scores.shape)}")
-    if sim.config.slate_size != 1:
+    if stats.user_mean.shape != (env.n_calibration_users,) or stats.item_mean.shape != (env.n_items,):
+        raise ValueError(f"the platform's rating stats must cover {env.n_calibration_users} calibration users and "
+                         f"{env.n_items} items, got {tuple(stats.user_mean.shape)} users, {tuple(stats.item_mean.shape)} items")
+    if env.config.slate_size != 1:
         raise ValueError("collect_logs logs single-item recommendations; use a SimulatorConfig with slate_size=1")
     gen = torch.Generator().manual_seed(cfg.seed)
-    K, eps = cfg.n_candidates, cfg.epsilon
+    K, eps, dev = cfg.n_candidates, cfg.epsilon, env.device
     rows: dict[str, list] = {k: [] for k in ("user", "step", "cand", "action", "prop", "probs", "reward", "feat", "truth")}
     scores: dict[str, list] = {name: [] for name in targets}
     bar = None
@@ -155,25 +176,27 @@ def collect_logs(sim, platform: PlatformModel, config: LoggingConfig = LoggingCo
         bar = tqdm(total=cfg.n_rounds, desc="logging", unit="round", leave=False)
     n, batch = 0, 0
     while n < cfg.n_rounds:
-        sim.reset(cfg.batch_users, seed=cfg.seed * 1000 + batch)
+        env.reset(cfg.batch_users, seed=cfg.seed * 1000 + batch)
         batch += 1
-        while n < cfg.n_rounds and bool(sim.active.any()):
-            active = sim.active.clone()
-            cand = _sample_candidates(sim, K, gen)  # [B, K]
-            best = sim.item_popularity[cand].argmax(1)  # the production ranker: most popular candidate
-            explore = torch.rand(sim.n_users, generator=gen) < eps
-            random_pick = torch.randint(0, K, (sim.n_users,), generator=gen)
+        while n < cfg.n_rounds and bool(env.active.any()):
+            B = env.n_users
+            active = env.active.clone()
+            cand = _sample_candidates(env, K, gen)  # [B, K]
+            best = env.item_popularity[cand].argmax(1)  # the production ranker: most popular candidate
+            explore = (torch.rand(B, generator=gen) < eps).to(dev)
+            random_pick = torch.randint(0, K, (B,), generator=gen).to(dev)
             action = torch.where(explore, random_pick, best)
-            probs = torch.full((sim.n_users, K), eps / K)
-            probs[torch.arange(sim.n_users), best] += 1 - eps
-            truth = sim.expected_reward().gather(1, cand)
-            feats = platform_features(sim, platform)
+            probs = torch.full((B, K), eps / K, device=dev)
+            probs[torch.arange(B, device=dev), best] += 1 - eps
+            truth = env.sim.expected_reward().gather(1, cand)  # the grader's truth, never an input
+            feats = platform_features(env, stats)
             feats = feats.gather(1, cand[:, :, None].expand(-1, -1, feats.shape[2]))
             for name, scorer in targets.items():
-                scores[name].append(scorer(sim).float().gather(1, cand)[active])
-            step = sim.state.t.clone()
-            _, reward, _, _, _ = sim.step(cand.gather(1, action[:, None]).squeeze(1))
-            for key, value in (("user", sim.state.user), ("step", step), ("cand", cand), ("action", action),
+                scores[name].append(scorer(env).float().gather(1, cand)[active])
+            step = env.t.clone()
+            user = env.user.clone()
+            _, reward, _, _, _ = env.step(cand.gather(1, action[:, None]).squeeze(1))
+            for key, value in (("user", user), ("step", step), ("cand", cand), ("action", action),
                                ("prop", probs.gather(1, action[:, None]).squeeze(1)), ("probs", probs),
                                ("reward", reward), ("feat", feats), ("truth", truth)):
                 rows[key].append(value[active])
@@ -183,7 +206,7 @@ def collect_logs(sim, platform: PlatformModel, config: LoggingConfig = LoggingCo
     if bar is not None:
         bar.close()
     cat = {k: torch.cat(v)[:cfg.n_rounds].cpu().numpy() for k, v in rows.items()}
-    return BanditLog(cat["user"], cat["step"], cat["cand"], cat["action"], cat["prop"].astype(float),
+    return BanditLog(cat["user"], cat["step"].astype(np.int64), cat["cand"], cat["action"], cat["prop"].astype(float),
                      cat["probs"].astype(float), cat["reward"].astype(float), cat["feat"].astype(float),
                      cat["truth"].astype(float),
                      {k: torch.cat(v)[:cfg.n_rounds].cpu().numpy().astype(float) for k, v in scores.items()})
@@ -206,7 +229,7 @@ def softmax_probs(scores: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def true_value(log: BanditLog, target: np.ndarray) -> float:
-    """The target's exact per-step value on the logged states, from the simulator's expected rewards (notebook 08)."""
+    """The target's exact per-step value on the logged states, from the simulator's expected rewards: the grader (notebook 08)."""
     return float((target * log.truth).sum(1).mean())
 
 

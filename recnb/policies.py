@@ -18,7 +18,8 @@ oracle, the bare simulator.
 
 :func:`evaluate_policy` runs a policy on fresh users (docs/protocols.md, simulator protocol) and
 reports mean return, episode length (retention) and click rate with 95% confidence intervals;
-:func:`paired_difference` compares two evaluations on the same users, user by user.
+:func:`paired_difference` compares two evaluations on the same users, user by user, and
+:func:`seed_average` pools a training procedure's seeds into one such evaluation.
 """
 
 from __future__ import annotations
@@ -249,6 +250,22 @@ class Comparison:
     def __str__(self) -> str:
         return (f"{self.a} - {self.b}: {self.diff:+.3f} ± {self.ci95:.3f} return per user "
                 f"({self.relative:+.1%} ± {self.relative_ci95:.1%}; paired, {self.users} users)")
+
+
+def seed_average(evaluations, name: str) -> Evaluation:
+    """One :class:`Evaluation` whose per-user figures are the mean over several runs on the same users (notebook 06).
+
+    Give it the evaluations of one training procedure's seeds (same evaluation seed and users): the
+    result is that procedure, not one lucky run, ready for :func:`paired_difference`.
+    """
+    runs = list(evaluations)
+    if not runs or len({(e.seed, len(e.returns)) for e in runs}) != 1:
+        raise ValueError("seed_average needs one or more evaluations with the same seed and number of users")
+
+    def mean(attr):
+        return np.mean([getattr(e, attr) for e in runs], axis=0)
+
+    return Evaluation(name, mean("returns"), mean("lengths"), mean("click_rates"), runs[0].seed)
 
 
 def paired_difference(a: Evaluation, b: Evaluation) -> Comparison:

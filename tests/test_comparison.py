@@ -7,9 +7,11 @@ import torch
 
 from recnb import comparison
 from recnb.metrics import FullRankingEvaluator
-from recnb.policies import PopularityPolicy
+from recnb.platform import PlatformEnv, split_users
+from recnb.policies import GreedyPolicy, PopularityPolicy, evaluate_policy
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
 from recnb.splits import split_random
+from conftest import platform_for
 from test_simulator import synthetic
 
 
@@ -19,16 +21,30 @@ def sim():
     return UserSimulator(calibrate(ratings, items, dim=4, seed=0), SimulatorConfig(horizon=20))
 
 
-def test_score_policy_follows_its_scores_and_the_mask(sim):
-    scores = torch.arange(sim.n_items, dtype=torch.float32).expand(sim.n_calibration_users, -1)
+@pytest.fixture(scope="module")
+def env(sim):
+    return PlatformEnv(sim, platform_for(sim))
+
+
+def test_score_policy_follows_its_scores_and_the_mask(env):
+    scores = torch.arange(env.n_items, dtype=torch.float32).expand(env.n_calibration_users, -1)
     policy = comparison.ScorePolicy(scores, "by index")
-    sim.reset(8, seed=0)
-    items = policy(sim)
-    avail = sim.available_mask()
-    best = torch.where(avail, torch.arange(sim.n_items), -1).max(1).values
+    env.reset(8, seed=0)
+    items = policy(env)
+    avail = env.available_mask()
+    best = torch.where(avail, torch.arange(env.n_items), -1).max(1).values
     assert torch.equal(items, best)
+    # each user is served their own row of the scores (row = calibration user)
+    per_user = torch.zeros(env.n_calibration_users, env.n_items)
+    per_user[torch.arange(env.n_calibration_users), torch.arange(env.n_calibration_users) % env.n_items] = 1.0
+    env.reset(8, seed=0, users=torch.arange(8))
+    items = comparison.ScorePolicy(per_user, "own row")(env)
+    open_ = env.available_mask()[torch.arange(8), torch.arange(8)]  # user u's favourite (film u) not yet consumed
+    assert open_.any() and torch.equal(items[open_], torch.arange(8)[open_])
     with pytest.raises(ValueError, match="scores must be"):
-        comparison.ScorePolicy(torch.zeros(3, 3), "bad")(sim)
+        comparison.ScorePolicy(torch.zeros(3, 3), "bad")(env)
+    with pytest.raises(TypeError, match="PlatformEnv"):  # the bare simulator is not a platform's view
+        policy(env.sim)
 
 
 def test_left_aligned_windows():
@@ -39,16 +55,34 @@ def test_left_aligned_windows():
     assert last.tolist() == [1, 3, 0]
 
 
-def test_simulate_counts_exposure(sim):
-    row = comparison.simulate(sim, PopularityPolicy(), n_users=30, seed=1)
+def test_simulate_counts_exposure(env):
+    row, ev = comparison.simulate(env, PopularityPolicy(), n_users=30, seed=1)
     assert row["users"] == 30 and 0 <= row["click_rate"] <= 1
+    assert np.isclose(row["return"], ev.mean_return) and len(ev.returns) == 30
     # every shown item is counted once per active user-step: the counts add up to the total episode length
-    counter = comparison.ExposureCounter(PopularityPolicy(), sim.n_items)
-    from recnb.policies import evaluate_policy
-    ev = evaluate_policy(sim, counter, n_users=30, seed=1)
-    assert counter.counts.sum() == ev.lengths.sum()
+    counter = comparison.ExposureCounter(PopularityPolicy(), env.n_items)
+    again = evaluate_policy(env, counter, n_users=30, seed=1)
+    assert counter.counts.sum() == again.lengths.sum()
     assert 0 < row["exposure_coverage"] <= 1 and 0 <= row["exposure_gini"] <= 1
-    assert np.isclose(row["length"], ev.mean_length)
+    assert np.isclose(row["length"], again.mean_length)
+    with pytest.raises(TypeError, match="PlatformEnv"):
+        comparison.simulate(env.sim, PopularityPolicy(), n_users=30, seed=1)
+
+
+def test_simulate_draws_only_the_pool(sim):
+    _, held_out = split_users(sim.n_calibration_users, 0.5, seed=0)
+    pool_env = PlatformEnv(sim, platform_for(sim), users=held_out)
+    seen = []
+
+    class Spy:
+        name = "spy"
+
+        def __call__(self, e):
+            seen.append(e.user.clone())
+            return PopularityPolicy()(e)
+
+    comparison.simulate(pool_env, Spy(), n_users=40, seed=2)
+    assert set(torch.cat(seen).tolist()) <= set(held_out.tolist())
 
 
 def indexed_synthetic():
@@ -113,18 +147,41 @@ def test_text_knn_scores_shape_and_own_items():
     assert scores[u, i] >= r - 1e-4
 
 
-def test_initial_state_scores_uses_each_real_user(sim):
-    class Agent:  # scores = the user's calibration row, to see who was observed
-        def observe(self, s):
-            return {"user": s.state.user}
+def test_initial_state_scores_use_the_platform_observation(env):
+    from recnb.platform import observe_platform
+
+    class Agent:  # scores = the user's calibration row, to see who was observed; records what it was given
+        def observe(self, e):
+            self.obs = observe_platform(e)
+            return self.obs
 
         def q_values(self, obs):
-            return obs["user"][:, None].float().expand(-1, sim.n_items)
+            return obs["user_id"][:, None].float().expand(-1, env.n_items)
 
-    scores = comparison.initial_state_scores(Agent(), sim, 10)
+    agent = Agent()
+    scores = comparison.initial_state_scores(agent, env, 10)
     assert torch.equal(scores[:, 0], torch.arange(10).float())
+    # the agent saw the first step of each real user as the platform logs it: their training films are consumed
+    assert set(agent.obs) == {"user", "history", "mask", "user_id", "immediate"}
+    assert torch.equal(agent.obs["mask"], env.available_mask()) and bool((env.t == 0).all())
     with pytest.raises(ValueError, match="knows"):
-        comparison.initial_state_scores(Agent(), sim, sim.n_calibration_users + 1)
+        comparison.initial_state_scores(agent, env, env.n_calibration_users + 1)
+    with pytest.raises(TypeError, match="PlatformEnv"):
+        comparison.initial_state_scores(agent, env.sim, 10)
+
+
+def test_oracle_initial_scores_are_the_simulators_expected_reward(env):
+    scores = comparison.oracle_initial_scores(env, 10)
+    env.sim.reset(10, seed=0, users=torch.arange(10))
+    assert torch.equal(scores, env.sim.expected_reward())
+    # oracle greedy's first choice is the top of this ranking
+    env.reset(10, seed=0, users=torch.arange(10))
+    assert torch.equal(GreedyPolicy()(env), scores.masked_fill(~env.available_mask(), -1e9).argmax(1))
+
+
+def test_random_scores_repeat_with_the_seed():
+    a, b = comparison.random_scores(5, 7, seed=3), comparison.random_scores(5, 7, seed=3)
+    assert a.shape == (5, 7) and torch.equal(a, b) and not torch.equal(a, comparison.random_scores(5, 7, seed=4))
 
 
 def test_mean_ci_is_the_student_t_interval():

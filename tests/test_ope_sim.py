@@ -5,8 +5,22 @@ import pytest
 import torch
 
 from recnb import ope, ope_sim
+from recnb.platform import PlatformEnv
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
+from conftest import platform_for
 from test_simulator import synthetic
+
+
+def _scramble_hidden_state(sim, seed):
+    """Change what the simulator knows about its users that a platform does not log (as tests/test_platform.py does)."""
+    gen = torch.Generator().manual_seed(seed)
+    s = sim.state
+    for tensor in (s.preference, s.base, s.exposure, s.satisfaction, s.sensitivity):
+        tensor.copy_(torch.randn(tensor.shape, generator=gen))
+    sim._packed.copy_(torch.randn(sim._packed.shape, generator=gen))
+    for table in (sim.choice_item_factors, sim.choice_item_bias, sim.item_factors, sim.item_bias):
+        table.copy_(torch.randn(table.shape, generator=gen))
+    sim._cache.clear()
 
 
 @pytest.fixture(scope="module")
@@ -14,19 +28,23 @@ def setup():
     ratings, items = synthetic()
     cal = calibrate(ratings, items, dim=4, seed=0)
     sim = UserSimulator(cal, SimulatorConfig(horizon=30))
+    env = PlatformEnv(sim, platform_for(sim))
     train = ratings.assign(user=ratings["user_id"] - 1, item=ratings["item_id"] - 1)
-    scores = torch.randn(sim.n_calibration_users, sim.n_items, generator=torch.Generator().manual_seed(0))
-    platform = ope_sim.platform_model(train, scores, sim.n_calibration_users, sim.n_items)
-    targets = {"greedy": lambda s: s.expected_reward(), "popularity": lambda s: s.item_popularity.expand(s.n_users, -1)}
+    stats = ope_sim.rating_stats(train, sim.n_calibration_users, sim.n_items)
+    # the oracle target reads the simulator (a labelled reference); the platform's targets read the env
+    targets = {"oracle greedy": lambda e: e.sim.expected_reward(),
+               "popularity": lambda e: e.item_popularity.expand(e.n_users, -1),
+               "platform greedy": lambda e: e.platform_scores()}
     cfg = ope_sim.LoggingConfig(n_rounds=3000, n_candidates=4, epsilon=0.5, batch_users=64, seed=1)
-    return sim, platform, targets, cfg, ope_sim.collect_logs(sim, platform, cfg, targets, progress=False)
+    return env, stats, targets, cfg, ope_sim.collect_logs(env, stats, cfg, targets, progress=False)
 
 
 def test_logs_are_consistent(setup):
-    sim, _, targets, cfg, log = setup
+    env, _, targets, cfg, log = setup
+    sim = env.sim
     n, K = cfg.n_rounds, cfg.n_candidates
     assert len(log) == n and log.candidates.shape == (n, K) and log.features.shape[:2] == (n, K)
-    assert set(log.target_scores) == set(targets) and log.target_scores["greedy"].shape == (n, K)
+    assert set(log.target_scores) == set(targets) and log.target_scores["oracle greedy"].shape == (n, K)
     # candidates are distinct items; propensities are the logging distribution at the shown candidate
     assert all(len(set(row)) == K for row in log.candidates)
     np.testing.assert_allclose(log.logging_probs.sum(1), 1.0, atol=1e-6)
@@ -42,8 +60,8 @@ def test_logs_are_consistent(setup):
 
 
 def test_logs_repeat_with_the_seed(setup):
-    sim, platform, targets, cfg, log = setup
-    again = ope_sim.collect_logs(sim, platform, cfg, targets, progress=False)
+    env, stats, targets, cfg, log = setup
+    again = ope_sim.collect_logs(env, stats, cfg, targets, progress=False)
     np.testing.assert_array_equal(again.candidates, log.candidates)
     np.testing.assert_array_equal(again.reward, log.reward)
 
@@ -70,12 +88,12 @@ def test_estimators_recover_the_true_value(setup):
     assert np.isclose(table.loc["logging", "IPS"], log.reward.mean())
     assert np.isclose(table.loc["logging", "ESS"], len(log))
     # a model equal to the truth makes the direct method exact
-    assert np.isclose(ope.direct_method(targets["greedy"], log.truth).value, table.loc["greedy", "true"])
+    assert np.isclose(ope.direct_method(targets["oracle greedy"], log.truth).value, table.loc["oracle greedy", "true"])
 
 
 def test_variance_grows_as_the_target_departs(setup):
     *_, log = setup
-    greedy = ope_sim.greedy_probs(log.target_scores["greedy"])
+    greedy = ope_sim.greedy_probs(log.target_scores["oracle greedy"])
     ess = [ope.effective_sample_size(ope.importance_weights(log.action, log.propensity,
                                                             ope_sim.mixture(log.logging_probs, greedy, a)))
            for a in (0.0, 0.5, 1.0)]
@@ -97,15 +115,33 @@ def test_policies_from_scores():
 
 
 def test_bad_inputs_raise_clear_errors(setup):
-    sim, platform, *_ = setup
+    env, stats, *_ = setup
     with pytest.raises(ValueError, match="epsilon"):
         ope_sim.LoggingConfig(epsilon=0.0)
     with pytest.raises(ValueError, match="n_candidates"):
         ope_sim.LoggingConfig(n_candidates=1)
-    with pytest.raises(ValueError, match="user_item_scores"):
-        ope_sim.platform_model(synthetic()[0].assign(user=0, item=0), torch.zeros(3, 3), 60, 50)
+    with pytest.raises(ValueError, match="beyond"):
+        ope_sim.rating_stats(synthetic()[0].assign(user=100, item=0, rating=3), 60, 50)
     with pytest.raises(ValueError, match="lacks column"):
-        ope_sim.platform_model(synthetic()[0], torch.zeros(60, 50), 60, 50)
-    small = ope_sim.PlatformModel(torch.zeros(2, 2), torch.zeros(2), torch.zeros(2))
-    with pytest.raises(ValueError, match="platform model"):
-        ope_sim.collect_logs(sim, small, ope_sim.LoggingConfig(n_rounds=10), progress=False)
+        ope_sim.rating_stats(synthetic()[0], 60, 50)
+    small = ope_sim.RatingStats(torch.zeros(2), torch.zeros(2))
+    with pytest.raises(ValueError, match="rating stats"):
+        ope_sim.collect_logs(env, small, ope_sim.LoggingConfig(n_rounds=10), progress=False)
+    with pytest.raises(TypeError, match="PlatformEnv"):  # the bare simulator is not the platform's view
+        ope_sim.collect_logs(env.sim, stats, ope_sim.LoggingConfig(n_rounds=10), progress=False)
+
+
+def test_reward_model_features_are_platform_side(setup):
+    """The features the reward model learns from are read from the platform's log, not the simulator's state."""
+    env, stats, *_ = setup
+    sim = UserSimulator(env.sim.calibration.__class__(**vars(env.sim.calibration)), env.sim.config)
+    view = PlatformEnv(sim, env.platform)
+    view.reset(16, seed=0)
+    for _ in range(3):
+        view.step(view.platform_scores().masked_fill(~view.available_mask(), -1e9).argmax(1))
+    before = ope_sim.platform_features(view, stats).clone()
+    truth = sim.expected_reward().clone()
+    _scramble_hidden_state(sim, seed=1)
+    assert torch.equal(before, ope_sim.platform_features(view, stats))
+    assert before.shape == (16, sim.n_items, 6)
+    assert not torch.equal(truth, sim.expected_reward())  # the scramble did change what the simulator knows

@@ -7,7 +7,7 @@ import torch
 from recnb.agents.dqn import DQN, DQNConfig
 from recnb.platform import PlatformEnv, observe_platform, split_users
 from recnb.policies import (DiversifyingPolicy, Evaluation, GreedyPolicy, MMRPolicy, PlatformGreedyPolicy, RandomPolicy,
-                            evaluate_policy, paired_difference, tune_heuristic)
+                            evaluate_policy, paired_difference, seed_average, tune_heuristic)
 
 from conftest import platform_for
 
@@ -140,3 +140,15 @@ def test_agent_can_start_as_the_tuned_heuristic(tiny_env):
         tiny_env.step(PlatformGreedyPolicy()(tiny_env))
     assert torch.equal(plain.policy()(tiny_env), PlatformGreedyPolicy()(tiny_env))
     assert not torch.equal(plain.policy()(tiny_env), agent.policy()(tiny_env))  # the starting price matters
+
+
+def test_seed_average_pools_runs_user_by_user():
+    a = Evaluation("s0", np.array([1.0, 3.0]), np.array([2.0, 4.0]), np.array([0.5, 1.0]), seed=3)
+    b = Evaluation("s1", np.array([3.0, 5.0]), np.array([4.0, 4.0]), np.array([0.5, 0.0]), seed=3)
+    pooled = seed_average([a, b], "mean")
+    np.testing.assert_allclose(pooled.returns, [2.0, 4.0])
+    np.testing.assert_allclose(pooled.lengths, [3.0, 4.0])
+    np.testing.assert_allclose(pooled.click_rates, [0.5, 0.5])
+    assert pooled.policy == "mean" and pooled.seed == 3
+    with pytest.raises(ValueError, match="same seed"):
+        seed_average([a, Evaluation("x", a.returns, a.lengths, a.click_rates, seed=4)], "bad")
