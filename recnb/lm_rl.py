@@ -364,21 +364,6 @@ def evaluate_catalogues(env, scorers: dict, cold: torch.Tensor, n_users: int = 1
     return catalogue_table(catalogue_evaluations(env, scorers, cold, n_users, seed, users, skip_ignored))
 
 
-def average_evaluations(evaluations: list, name: str | None = None) -> Evaluation:
-    """Per-user mean over several evaluations of the same users (e.g. one per training seed) (notebook 07).
-
-    Needs the same evaluation seed and user count throughout; the result pairs with any other
-    evaluation on those users (:func:`paired_click_rate`), treating the training seeds as fixed.
-    """
-    if not evaluations:
-        raise ValueError("no evaluations to average")
-    first = evaluations[0]
-    if any(ev.seed != first.seed or len(ev.returns) != len(first.returns) for ev in evaluations):
-        raise ValueError("evaluations to average must share the evaluation seed and the number of users")
-    mean = lambda key: np.mean([getattr(ev, key) for ev in evaluations], axis=0)
-    return Evaluation(name or first.policy, mean("returns"), mean("lengths"), mean("click_rates"), first.seed)
-
-
 def paired_click_rate(a: Evaluation, b: Evaluation) -> Comparison:
     """Paired per-user difference of click rates, ``a - b``, on the same users (notebook 07).
 

@@ -218,7 +218,7 @@ class PlatformEnv:
             log[rows] = 0.0
 
     def step(self, actions):
-        """Show items; returns ``(obs, reward, terminated, truncated, info)`` with ``obs`` the platform's view."""
+        """Show items; returns ``(obs, reward, terminated, truncated, info)``, ``obs`` from the log (:meth:`observation`)."""
         _, reward, terminated, truncated, info = self.sim.step(actions)
         was = info["was_active"]
         clicked = info["clicked"]
@@ -238,7 +238,15 @@ class PlatformEnv:
         self.clicks += hit
         self.rating_sum += info["rating"] * hit
         self.last_click = torch.where(was, hit, self.last_click)
-        return observe_platform(self), reward, terminated, truncated, info
+        return self.observation(), reward, terminated, truncated, info
+
+    def observation(self) -> dict:
+        """The log's ``history`` [B, K], ``mask`` [B, N] and ``step`` [B], like the simulator's observation.
+
+        Cheap: what ``step`` returns. An agent's full view (user features, the platform's scores) is
+        :func:`observe_platform`, built only when asked for.
+        """
+        return {"history": self.history, "mask": self.available_mask(), "step": self.t}
 
     # ------------------------------------------------------------ what policies read
     def available_mask(self) -> torch.Tensor:

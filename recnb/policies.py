@@ -252,7 +252,7 @@ class Comparison:
                 f"({self.relative:+.1%} ± {self.relative_ci95:.1%}; paired, {self.users} users)")
 
 
-def seed_average(evaluations, name: str) -> Evaluation:
+def seed_average(evaluations, name: str | None = None) -> Evaluation:
     """One :class:`Evaluation` whose per-user figures are the mean over several runs on the same users (notebook 06).
 
     Give it the evaluations of one training procedure's seeds (same evaluation seed and users): the
@@ -265,7 +265,7 @@ def seed_average(evaluations, name: str) -> Evaluation:
     def mean(attr):
         return np.mean([getattr(e, attr) for e in runs], axis=0)
 
-    return Evaluation(name, mean("returns"), mean("lengths"), mean("click_rates"), runs[0].seed)
+    return Evaluation(name or runs[0].policy, mean("returns"), mean("lengths"), mean("click_rates"), runs[0].seed)
 
 
 def paired_difference(a: Evaluation, b: Evaluation) -> Comparison:

@@ -13,6 +13,7 @@ from recnb.agents.dqn import DQNConfig
 from recnb.agents.networks import QNetwork, genre_shares
 from recnb.data import GENRES
 from recnb.platform import PlatformEnv, PlatformModel, observe_platform, split_users
+from recnb.policies import seed_average
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +152,7 @@ def test_per_user_evaluations_pair_and_average(sim):
                                             "oracle": lm_rl.oracle_scorer}, cold, n_users=50, seed=4)
     assert set(evs) == {(p, c) for p in ("r0", "r1", "oracle") for c in ("warm", "cold")}
     assert len(evs["r0", "cold"].click_rates) == 50 and hasattr(evs["r0", "cold"], "repeat_share")
-    mean = lm_rl.average_evaluations([evs["r0", "cold"], evs["r1", "cold"]], "random (mean)")
+    mean = seed_average([evs["r0", "cold"], evs["r1", "cold"]], "random (mean)")
     assert np.allclose(mean.click_rates, (evs["r0", "cold"].click_rates + evs["r1", "cold"].click_rates) / 2)
     diff = lm_rl.paired_click_rate(evs["oracle", "cold"], mean)
     per_user = evs["oracle", "cold"].click_rates - mean.click_rates
@@ -160,8 +161,8 @@ def test_per_user_evaluations_pair_and_average(sim):
     other = lm_rl.catalogue_evaluations(sim, {"r0": lm_rl.random_scorer(0)}, cold, n_users=50, seed=5)
     with pytest.raises(ValueError, match="same seed"):
         lm_rl.paired_click_rate(evs["r0", "cold"], other["r0", "cold"])
-    with pytest.raises(ValueError, match="share"):
-        lm_rl.average_evaluations([evs["r0", "cold"], other["r0", "cold"]])
+    with pytest.raises(ValueError, match="same seed"):
+        seed_average([evs["r0", "cold"], other["r0", "cold"]])
 
 
 def test_mean_ci_matches_t_interval():
