@@ -62,3 +62,17 @@ def tiny_env(tiny_sim):
     from recnb.platform import PlatformEnv
 
     return PlatformEnv(tiny_sim, platform_for(tiny_sim))
+
+
+def scramble_hidden_state(sim, seed):
+    """Change everything the simulator knows about its users that a platform does not log (tests of the platform view)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    s = sim.state
+    for tensor in (s.preference, s.base, s.exposure, s.satisfaction, s.sensitivity):
+        tensor.copy_(torch.randn(tensor.shape, generator=gen))
+    sim._packed.copy_(torch.randn(sim._packed.shape, generator=gen))
+    for table in (sim.choice_item_factors, sim.choice_item_bias, sim.item_factors, sim.item_bias):
+        table.copy_(torch.randn(table.shape, generator=gen))
+    sim._cache.clear()

@@ -7,20 +7,8 @@ import torch
 from recnb import ope, ope_sim
 from recnb.platform import PlatformEnv
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
-from conftest import platform_for
+from conftest import platform_for, scramble_hidden_state
 from test_simulator import synthetic
-
-
-def _scramble_hidden_state(sim, seed):
-    """Change what the simulator knows about its users that a platform does not log (as tests/test_platform.py does)."""
-    gen = torch.Generator().manual_seed(seed)
-    s = sim.state
-    for tensor in (s.preference, s.base, s.exposure, s.satisfaction, s.sensitivity):
-        tensor.copy_(torch.randn(tensor.shape, generator=gen))
-    sim._packed.copy_(torch.randn(sim._packed.shape, generator=gen))
-    for table in (sim.choice_item_factors, sim.choice_item_bias, sim.item_factors, sim.item_bias):
-        table.copy_(torch.randn(table.shape, generator=gen))
-    sim._cache.clear()
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +129,7 @@ def test_reward_model_features_are_platform_side(setup):
         view.step(view.platform_scores().masked_fill(~view.available_mask(), -1e9).argmax(1))
     before = ope_sim.platform_features(view, stats).clone()
     truth = sim.expected_reward().clone()
-    _scramble_hidden_state(sim, seed=1)
+    scramble_hidden_state(sim, seed=1)
     assert torch.equal(before, ope_sim.platform_features(view, stats))
     assert before.shape == (16, sim.n_items, 6)
     assert not torch.equal(truth, sim.expected_reward())  # the scramble did change what the simulator knows

@@ -9,19 +9,7 @@ from recnb.platform import PlatformEnv, observe_platform, split_users
 from recnb.policies import (DiversifyingPolicy, Evaluation, GreedyPolicy, MMRPolicy, PlatformGreedyPolicy, RandomPolicy,
                             evaluate_policy, paired_difference, seed_average, tune_heuristic)
 
-from conftest import platform_for
-
-
-def _scramble_hidden_state(sim, seed):
-    """Change everything the simulator knows about its users that a platform does not log."""
-    gen = torch.Generator().manual_seed(seed)
-    s = sim.state
-    for tensor in (s.preference, s.base, s.exposure, s.satisfaction, s.sensitivity):
-        tensor.copy_(torch.randn(tensor.shape, generator=gen))
-    sim._packed.copy_(torch.randn(sim._packed.shape, generator=gen))
-    for table in (sim.choice_item_factors, sim.choice_item_bias, sim.item_factors, sim.item_bias):
-        table.copy_(torch.randn(table.shape, generator=gen))
-    sim._cache.clear()
+from conftest import platform_for, scramble_hidden_state
 
 
 def test_observation_holds_no_simulator_state(tiny_sim):
@@ -35,14 +23,14 @@ def test_observation_holds_no_simulator_state(tiny_sim):
     for _ in range(3):
         env.step(policy(env))
     before = {k: v.clone() for k, v in observe_platform(env).items()}
-    _scramble_hidden_state(sim, seed=1)
+    scramble_hidden_state(sim, seed=1)
     after = observe_platform(env)
     assert set(after) == set(before)
     for key in before:
         assert torch.equal(before[key], after[key]), key
     # and the check can fail: the oracle does read the hidden state
     truth = sim.expected_reward().clone()
-    _scramble_hidden_state(sim, seed=2)
+    scramble_hidden_state(sim, seed=2)
     assert not torch.equal(truth, sim.expected_reward())
 
 
