@@ -46,7 +46,8 @@ genre quickly, others hardly at all, and only their behaviour tells which.
 2. Choice: multinomial logit over the slate plus a no-click option with utility 0; a single item is a
    slate of one, clicked with probability ``sigmoid(utility)``. An already-consumed item is legal to
    show but is never clicked and earns nothing.
-3. On a click the user rates the film with the rating model (clipped to [1, 5]); the reward
+3. On a click the user rates the film: the rating model's prediction plus noise, in whole stars 1..5
+   (``rating_noise``; ``predicted_rating()`` is the prediction itself); the reward
    function (``recnb.rewards``: click, ``log(1 + rating)``, ...) scores the outcome; the film is consumed.
 4. Long-term effects (``long_term=True``): interest drift -- the choice preference moves a step
    ``drift_rate`` towards the consumed film; fatigue -- exposure of the film's genres rises and every
@@ -77,6 +78,11 @@ from . import rewards as rewards_mod
 from .data import GENRES
 
 LONG_TERM_FIELDS = ("drift_rate", "fatigue_strength", "boredom", "leave_sensitivity")
+
+
+def normal_from_uniform(u: torch.Tensor) -> torch.Tensor:
+    """Standard normal draws from uniform ones (inverse CDF), so one uniform block serves every draw of a step."""
+    return u.mul(2.0).sub_(1.0).erfinv_().mul_(math.sqrt(2.0))
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,10 @@ class SimulatorConfig:
     trait_spread: float = 0.75
     """Spread across users of the hidden sensitivity to repetition, ``s_u = exp(trait_spread * N(0, 1))``,
     which scales each user's fatigue and boredom; 0 = every user alike."""
+    rating_noise: float = 0.9
+    """Spread of a click's rating around the rating model's prediction: the user gives
+    ``round(prediction + rating_noise * N(0, 1))`` stars, clipped to 1..5, like a real rater (0.9 is about the
+    rating model's error on Track A's validation ratings). 0 = the prediction itself, unrounded."""
     no_click_experience: float = 0.2
     """Experience (0..1) of a step without a click; a click gives ``(rating - 1) / 4``."""
     leave_base: float = 0.01
@@ -132,6 +142,7 @@ class SimulatorConfig:
                  f"{name} must be an integer >= 1, got {value!r}")
         need(math.isfinite(self.choice_offset), f"choice_offset must be a finite logit, got {self.choice_offset}")
         need(self.trait_spread >= 0, f"trait_spread must be >= 0, got {self.trait_spread}")
+        need(self.rating_noise >= 0, f"rating_noise must be >= 0, got {self.rating_noise}")
         for name in LONG_TERM_FIELDS:
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(0 <= self.drift_rate <= 1, f"drift_rate must be in [0, 1], got {self.drift_rate}")
@@ -470,7 +481,7 @@ class UserSimulator:
         # 2. multinomial-logit choice with a no-click option (utility 0); consumed items are never chosen
         shown_available = s.available.gather(1, a)
         weight = utility.exp_()  # exp(utility)
-        draws = torch.rand(B, 2, generator=self.generator, device=self.device)  # [click, leave] uniforms
+        draws = torch.rand(B, 3, generator=self.generator, device=self.device)  # [click, leave, rating] uniforms
         if k == 1:  # the common case, without gathers: u < w / (1 + w), never for a consumed item
             weight = weight[:, 0]
             clicked = (draws[:, 0] * (weight + c.one) < weight) & shown_available[:, 0] & active
@@ -487,6 +498,8 @@ class UserSimulator:
             item_feats = feats.gather(1, pick.unsqueeze(2).expand(B, 1, feats.shape[2])).squeeze(1)  # [B, F]
         clicked_f = clicked.float()
         clicked_col = clicked_f.unsqueeze(1)
+        if cfg.rating_noise > 0:  # whole stars around the prediction (see SimulatorConfig.rating_noise)
+            item_rating = item_rating.add(normal_from_uniform(draws[:, 2]), alpha=cfg.rating_noise).round_().clamp_(1.0, 5.0)
         item_rating = item_rating * clicked_f
         # 3. reward of what happened (a click already implies an active user)
         if self.reward_fn is rewards_mod.click:
@@ -610,17 +623,26 @@ class PerUserSimulator:
             if len(last):
                 self.history[-len(last):] = last
         self.t, self.done = 0, False
-        self._draws, self._next_draw = np.empty((0, 2)), 0
+        self._draws, self._next_draw = np.empty((0, 3)), 0
         return self.observation()
 
-    def _draw(self) -> tuple[float, float]:
-        """The next (click, leave) uniforms; drawn in blocks, the same numbers as one draw a step."""
+    def _draw(self) -> tuple[float, float, float]:
+        """The next (click uniform, leave uniform, rating normal); drawn in blocks, the same numbers as one draw a step."""
         if self._next_draw == len(self._draws):
-            self._draws = torch.rand(128, 2, generator=self.generator).double().numpy()
+            block = torch.rand(128, 3, generator=self.generator)
+            block[:, 2] = normal_from_uniform(block[:, 2])
+            self._draws = block.double().numpy()
             self._next_draw = 0
         u = self._draws[self._next_draw]
         self._next_draw += 1
-        return float(u[0]), float(u[1])
+        return float(u[0]), float(u[1]), float(u[2])
+
+    def _rated(self, rating: float, z: float) -> float:
+        """The stars a click gives: ``round(rating + rating_noise * z)`` in 1..5 (the prediction if no noise)."""
+        noise = self.config.rating_noise
+        if noise <= 0:
+            return rating
+        return float(min(max(round(float(np.float32(rating) + np.float32(noise) * np.float32(z))), 1.0), 5.0))
 
     def observation(self) -> dict:
         """``{"history": [K] int64, "mask": [N] bool}`` (copies)."""
@@ -662,9 +684,9 @@ class PerUserSimulator:
             rating = float(self.item_factors[i] @ self.user_factors[self.user]) + float(self.item_bias[i]) + float(self.rating_base)
             rating = min(max(rating, 1.0), 5.0)
             weight = math.exp(utility) * bool(self.available[i])
-            u_click, u_leave = self._draw()
+            u_click, u_leave, z = self._draw()
             clicked = u_click * (1.0 + weight) < weight
-            item, item_rating = i, (rating if clicked else 0.0)
+            item, item_rating = i, (self._rated(rating, z) if clicked else 0.0)
         else:
             exposure = self.genre_share[shown] @ self.exposure
             utility = self.choice_item_factors[shown] @ self.preference + self.choice_item_bias[shown] + self.base
@@ -673,11 +695,12 @@ class PerUserSimulator:
             rating = self.item_factors[shown] @ self.user_factors[self.user] + self.item_bias[shown] + self.rating_base
             rating = np.clip(rating, 1.0, 5.0).astype(np.float32)
             weight = np.exp(utility.astype(np.float32)) * self.available[shown]
-            u_click, u_leave = self._draw()
+            u_click, u_leave, z = self._draw()
             choice = int((u_click > np.cumsum(weight / (1.0 + weight.sum()))).sum())
             clicked = choice < len(shown)
             pick = min(choice, len(shown) - 1)
-            item, item_rating, item_exposure = int(shown[pick]), (float(rating[pick]) if clicked else 0.0), float(exposure[pick])
+            item, item_exposure = int(shown[pick]), float(exposure[pick])
+            item_rating = self._rated(float(rating[pick]), z) if clicked else 0.0
         signals = rewards_mod.Signals(float(clicked), item_rating, item_exposure)
         reward = float(self.reward_fn(signals))
         self.exposure *= np.float32(cfg.fatigue_recovery)

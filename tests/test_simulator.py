@@ -279,7 +279,7 @@ def test_greedy_is_exactly_optimal_when_long_term_off(calibration):
 @pytest.mark.parametrize("kw", [{}, {"long_term": False}])
 def test_predicted_rating_is_the_rating_a_click_reveals(calibration, kw):
     """The [B, N] view (one matrix product of the packed rows) and step (per shown item) agree."""
-    sim = make(calibration, mask_train_items=False, **kw)
+    sim = make(calibration, mask_train_items=False, rating_noise=0.0, **kw)
     sim.reset(300, seed=0)
     policy = RandomPolicy(seed=1)
     for _ in range(5):
@@ -289,3 +289,20 @@ def test_predicted_rating_is_the_rating_a_click_reveals(calibration, kw):
         hit = info["clicked"]
         assert hit.any()
         torch.testing.assert_close(info["rating"][hit], expected[hit], atol=1e-5, rtol=0)
+
+
+def test_noisy_ratings_are_whole_stars_around_the_prediction(calibration):
+    """With rating_noise, a click gives round(prediction + noise) stars in 1..5, centred on the prediction."""
+    sim = make(calibration, mask_train_items=False, long_term=False, rating_noise=0.9)
+    sim.reset(4000, seed=0)
+    predicted = sim.predicted_rating()
+    actions = RandomPolicy(seed=1)(sim)
+    expected = predicted.gather(1, actions[:, None])[:, 0].clone()
+    _, _, _, _, info = sim.step(actions)
+    hit = info["clicked"]
+    given = info["rating"][hit]
+    assert hit.sum() > 300
+    assert torch.equal(given, given.round()) and given.min() >= 1 and given.max() <= 5
+    gap = given - expected[hit]
+    assert abs(float(gap.mean())) < 0.15 and 0.6 < float(gap.std()) < 1.1
+    assert len(set(given.tolist())) >= 4  # a spread of stars, not one value
