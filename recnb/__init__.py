@@ -3,9 +3,10 @@
 Modules (one concept each): ``config`` (paths, seeds, device, run profile), ``download`` (safe,
 verified, atomic files), ``data`` (MovieLens-100K), ``splits`` (evaluation protocols, histories),
 ``exercises`` (checkers for "your turn" cells), ``metrics`` and ``baselines`` (notebook 02), ``text``,
-``embeddings`` and ``coldstart`` (03), ``rewards``, ``simulator``, ``policies`` and ``envs`` (04),
-``agents`` (tabular and bandits 05, DQN 06), ``genre_mdp`` (05), ``offline_rl`` (07, used by 08),
-``ope``, ``ope_sim``, ``robustness`` and ``comparison`` (08).
+``embeddings`` and ``coldstart`` (03), ``rewards``, ``calibration`` (the simulated user's choice and
+rating models, fidelity checks), ``simulator``, ``platform`` (what an agent may see), ``policies`` and
+``envs`` (04), ``agents`` (tabular and bandits 05, DQN 06), ``genre_mdp`` (05), ``lm_rl`` and
+``offline_rl`` (07, used by 08), ``ope``, ``ope_sim``, ``robustness`` and ``comparison`` (08).
 """
 
 __version__ = "0.1.0"
