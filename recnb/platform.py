@@ -43,10 +43,13 @@ class PlatformModel:
         raw = self.user_factors @ self.item_factors.T + self.item_bias
         return (raw - raw.mean()) / raw.std().clamp_min(1e-6)
 
+    def genre_shares(self) -> torch.Tensor:
+        """FloatTensor [N, G]: each film's genres, summing to 1 per film."""
+        return (self.item_genres / self.item_genres.sum(1, keepdim=True)).float()
+
     def item_features(self) -> torch.Tensor:
         """FloatTensor [N, F]: the platform's item features -- factors, bias, genre shares, log popularity."""
-        share = self.item_genres / self.item_genres.sum(1, keepdim=True)
-        return torch.cat([self.item_factors, self.item_bias[:, None], share,
+        return torch.cat([self.item_factors, self.item_bias[:, None], self.genre_shares(),
                           torch.log1p(self.item_popularity)[:, None]], 1).float()
 
 
@@ -56,12 +59,11 @@ def fit_platform_model(split, n_users: int, n_items: int, calibration, config=No
     ``split`` holds indexed frames (``MovieLens.indexed()``: 0-based ``user``/``item`` and ``user_id``).
     """
     from .baselines import BPR, BPRConfig
+    from .calibration import calibration_rows
 
     model = BPR(n_users, n_items, config or BPRConfig(progress=False)).fit(split.train, split.valid)
     users, items = model.factors()
-    frame = split.train
-    row_of = dict(zip(frame["user_id"].to_numpy(), frame["user"].to_numpy()))
-    rows = torch.as_tensor([row_of[u] for u in calibration.user_ids], dtype=torch.long)
+    rows = torch.as_tensor(calibration_rows(calibration, split.train), dtype=torch.long)
     return PlatformModel(users[rows], items, model.net.bias.weight.detach()[:, 0].clone(),
                          calibration.item_genres.clone(), calibration.item_popularity.clone(),
                          [np.asarray(t) for t in calibration.train_items])
@@ -130,7 +132,7 @@ class PlatformEnv:
         dev = self.device
         self.item_popularity = platform.item_popularity.to(dev)
         self.item_genres = platform.item_genres.to(dev)
-        self.genre_share = (self.item_genres / self.item_genres.sum(1, keepdim=True)).float()
+        self.genre_share = platform.genre_shares().to(dev)
         self._scores = platform.scores().to(dev)
         self._user_factors = platform.user_factors.to(dev)
         K, N = sim.config.history_len, sim.n_items
