@@ -6,8 +6,8 @@ verified, atomic files), ``data`` (MovieLens-100K), ``splits`` (evaluation proto
 ``embeddings`` and ``coldstart`` (03), ``rewards``, ``calibration`` (the simulated user's choice and
 rating models, fidelity checks), ``simulator``, ``platform`` (what an agent may see), ``policies`` and
 ``envs`` (04), ``agents`` (tabular and bandits 05, DQN 06), ``genre_mdp`` (05), ``lm_rl`` and
-``offline_rl`` (07, used by 08), ``ope``, ``ope_sim``, ``robustness`` and ``comparison`` (08).
+``offline_rl`` (07, used by 08), ``ope``, ``ope_sim``, ``robustness`` and ``comparison`` (08);
+``chapters`` (the chapter list, measured run times and Colab links: notebook 00 and the README).
 """
 
-__version__ = "0.1.0"
-REPO_URL = "https://github.com/recnb/recnb"
+__version__ = "0.1.0"  # the one version number: pyproject.toml reads it; the Colab cells pin tag v<version>

@@ -109,4 +109,7 @@ def user_histories(ratings: pd.DataFrame, column: str = "item_id") -> pd.Series:
     """Chronological histories: a Series mapping each user to an array of ``column`` values."""
     _check(ratings)
     frame = ratings.sort_values(CHRONOLOGICAL, kind="stable")
-    return frame.groupby("user_id")[column].agg(lambda s: s.to_numpy())
+    # a dict comprehension, not .agg(to_numpy): pandas < 2.1 rejects an aggregate that returns an array
+    groups = frame.groupby("user_id")[column]
+    histories = {user: values.to_numpy() for user, values in groups}
+    return pd.Series(histories, name=column, dtype=object).rename_axis("user_id")
