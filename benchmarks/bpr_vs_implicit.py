@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     time_ratio = best["recnb"][3] / best["implicit"][3]
     cpu_ratio = best["recnb"][5] / best["implicit"][5]
     lines = [
-        "## BPR-MF: recnb vs implicit (issue 3)",
+        "## BPR-MF: recnb vs implicit",
         "",
         "Command: `PYTHONPATH=. python benchmarks/bpr_vs_implicit.py --write benchmarks/RESULTS.md`",
         "",

@@ -1,5 +1,5 @@
 """Throughput of the simulated user: batched torch core vs the single-user gymnasium env vs a plain
-per-user implementation of the same dynamics, side by side in one run (notebook 04, issue 5).
+per-user implementation of the same dynamics, side by side in one run (notebook 04).
 
     python benchmarks/simulator_throughput.py            # ~1 minute; updates benchmarks/RESULTS.md
     python benchmarks/simulator_throughput.py --seconds 1 --no-write
@@ -140,7 +140,7 @@ dedicated core does, and the ratios come from one run).
 |---|---:|---:|---:|
 {table}
 
-Batched core vs the per-user loop at 1,024 users: **{speedup:.0f}x** (per CPU-second). Targets (issue 5),
+Batched core vs the per-user loop at 1,024 users: **{speedup:.0f}x** (per CPU-second). The project's targets,
 judged per CPU-second: batched core >= 1,000,000 user-steps/s at 1,024 users --
 {'met' if rate[('batched', 1024)] >= 1e6 else 'MISSED'} ({rate[('batched', 1024)]:,.0f}); single-user env >= 10,000 steps/s --
 {'met' if rate[('gymnasium', 1)] >= 1e4 else 'MISSED'} ({rate[('gymnasium', 1)]:,.0f}). (RecSim's
