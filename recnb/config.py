@@ -3,10 +3,14 @@
 Everything that depends on the machine or on environment variables is read here, so that the
 rest of the package and the notebooks ask one place:
 
-* ``RECNB_DATA_DIR`` -- where downloads and caches go (default: the repository's ``data/``,
-  resolved from this file, never from the current directory).
+* ``RECNB_DATA_DIR`` -- where downloads and caches go. Default: the repository's ``data/`` when
+  the package runs from a git checkout (resolved from this file, never from the current
+  directory), else the user cache dir (``platformdirs``, e.g. ``~/.cache/recnb`` on Linux).
 * ``RECNB_SMOKE=1`` -- the tiny "smoke" profile for fast iteration while developing.
 * ``RECNB_DEVICE`` -- force ``cpu`` or ``cuda`` (default: CUDA when available).
+* ``RECNB_OFFLINE=1`` -- never try a download (MovieLens, the Hugging Face Hub).
+* ``RECNB_NO_CACHE=1`` -- compute embeddings without reading or writing their cache.
+* ``RECNB_MODEL_DIR`` -- a local copy of the default encoder (verified in :mod:`recnb.embeddings`).
 """
 
 from __future__ import annotations
@@ -23,10 +27,51 @@ REPO_DIR = PACKAGE_DIR.parent
 PROFILES = ("smoke", "default", "gpu")
 
 
+def _flag(name: str) -> bool:
+    """An on/off environment variable: set and not ``0`` means on."""
+    return os.environ.get(name, "").strip() not in ("", "0")
+
+
+def offline() -> bool:
+    """``RECNB_OFFLINE=1``: use only local sources and caches, never the network."""
+    return _flag("RECNB_OFFLINE")
+
+
+def hub_offline() -> bool:
+    """Downloads from the Hugging Face Hub are off (``RECNB_OFFLINE`` or the Hub's own ``HF_HUB_OFFLINE``)."""
+    return offline() or _flag("HF_HUB_OFFLINE")
+
+
+def no_cache() -> bool:
+    """``RECNB_NO_CACHE=1``: embeddings are computed without touching their cache."""
+    return _flag("RECNB_NO_CACHE")
+
+
+def model_dir_env() -> Path | None:
+    """``$RECNB_MODEL_DIR`` as a path, or None when unset."""
+    env = os.environ.get("RECNB_MODEL_DIR", "").strip()
+    return Path(env).expanduser() if env else None
+
+
+def in_checkout(package_dir: Path = PACKAGE_DIR) -> bool:
+    """True when the package runs from a source checkout (its parent holds ``pyproject.toml``), not an install."""
+    installed = any(part in ("site-packages", "dist-packages") for part in package_dir.parts)
+    return not installed and (package_dir.parent / "pyproject.toml").is_file()
+
+
+def default_data_dir(package_dir: Path = PACKAGE_DIR) -> Path:
+    """The repository's ``data/`` inside a checkout, else the user cache dir (never ``site-packages/data``)."""
+    if in_checkout(package_dir):
+        return package_dir.parent / "data"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("recnb", appauthor=False))
+
+
 def data_dir(create: bool = True) -> Path:
-    """The data/cache directory: ``$RECNB_DATA_DIR`` or the repository's ``data/`` (notebook 00)."""
-    env = os.environ.get("RECNB_DATA_DIR")
-    path = Path(env).expanduser() if env else REPO_DIR / "data"
+    """The data/cache directory: ``$RECNB_DATA_DIR``, else :func:`default_data_dir` (notebook 00)."""
+    env = os.environ.get("RECNB_DATA_DIR", "").strip()
+    path = Path(env).expanduser() if env else default_data_dir()
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -60,9 +105,11 @@ def seed_everything(seed: int = 0) -> None:
 
 def device(prefer: str | None = None) -> str:
     """``"cuda"`` when a GPU is available (or ``RECNB_DEVICE`` says so), else ``"cpu"`` (notebook 00)."""
+    choice = (prefer or os.environ.get("RECNB_DEVICE", "")).strip().lower()
+    if choice == "cpu":
+        return choice  # no torch import: a cached encode(device="cpu") then needs none at all
     import torch
 
-    choice = (prefer or os.environ.get("RECNB_DEVICE", "")).strip().lower()
     if choice in ("", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if choice not in ("cpu", "cuda"):

@@ -2,7 +2,8 @@
 
 ``load_movielens("100k")`` tries, in order:
 
-1. the verified cache in :func:`recnb.config.data_dir` (``ml-100k/`` with a sha256 manifest);
+1. the verified cache in :func:`recnb.config.data_dir` (``ml-100k/`` with a sha256 manifest; read
+   without a lock, built under one -- :mod:`recnb.cache` -- so simultaneous first loads build it once);
 2. the official GroupLens zip (progress bar, pinned digest, atomic write, safe extraction);
 3. the offline copy shipped inside the ``recbole==1.2.1`` wheel (content sha256 pinned), found with
    :func:`importlib.util.find_spec` without importing recbole.
@@ -17,17 +18,20 @@ Both sources are parsed to the same frames (tests prove it on fixtures in each l
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import re
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import config
-from .download import SourceError, atomic_directory, download, file_digest, safe_extract_zip, verify_file
+from . import cache, config
+from .download import SourceError, download, file_digest, safe_extract_zip, verify_file
 
 GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
           "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
@@ -171,8 +175,8 @@ def parse_recbole(folder: str | os.PathLike, prefix: str = "ml-100k"):
 # ---------------------------------------------------------------- the verified cache
 
 def _write_cache(folder: Path, ratings, items, users) -> None:
-    """Write the canonical TSVs plus a sha256 manifest, all or nothing."""
-    with atomic_directory(folder) as tmp:
+    """Write the canonical TSVs plus a sha256 manifest into a temporary folder, then rename it into place."""
+    with cache.atomic_directory(folder) as tmp:
         ratings.to_csv(tmp / "ratings.tsv", sep="\t", index=False)
         items.assign(genres=items["genres"].map("|".join)).to_csv(tmp / "items.tsv", sep="\t", index=False)
         users.to_csv(tmp / "users.tsv", sep="\t", index=False)
@@ -181,18 +185,21 @@ def _write_cache(folder: Path, ratings, items, users) -> None:
 
 
 def _read_cache(folder: Path):
-    """Read the cache after checking every file against its manifest (raises SourceError)."""
+    """Read the cache: each file read once, checked against the manifest, parsed from those bytes (raises SourceError)."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest = json.loads((folder / "manifest.json").read_bytes())
+        raw = {}
         for name in CACHE_FILES:
-            verify_file(folder / name, manifest[name])
+            raw[name] = (folder / name).read_bytes()
+            if cache.sha256_bytes(raw[name]) != manifest[name]:
+                raise ValueError(f"{name}: sha256 differs from the manifest")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SourceError(f"cache {folder} is incomplete or corrupt ({exc})") from exc
-    ratings = pd.read_csv(folder / "ratings.tsv", sep="\t")
-    items = pd.read_csv(folder / "items.tsv", sep="\t", keep_default_na=False, dtype={"title": str, "year": str})
+    ratings = pd.read_csv(io.BytesIO(raw["ratings.tsv"]), sep="\t")
+    items = pd.read_csv(io.BytesIO(raw["items.tsv"]), sep="\t", keep_default_na=False, dtype={"title": str, "year": str})
     items["year"] = pd.to_numeric(items["year"], errors="coerce")
     items["genres"] = [g.split("|") if g else [] for g in items["genres"]]
-    users = pd.read_csv(folder / "users.tsv", sep="\t", dtype={"zip_code": str})
+    users = pd.read_csv(io.BytesIO(raw["users.tsv"]), sep="\t", dtype={"zip_code": str})
     return _typed(ratings, items, users)
 
 
@@ -208,13 +215,20 @@ def recbole_folder(spec: DatasetSpec = ML_100K) -> Path | None:
 
 
 def _from_grouplens(spec: DatasetSpec, root: Path, progress: bool):
+    """Download (or reuse) the verified zip, extract it into a temporary folder and parse it (under the cache lock)."""
     archive = root / "downloads" / Path(spec.url).name
+    if archive.exists():
+        try:
+            verify_file(archive, spec.archive_digest, spec.archive_algorithm)
+        except SourceError as exc:  # the one corruption policy: say so, then fetch a fresh copy
+            warnings.warn(f"{exc} Downloading it again.", cache.CacheWarning, stacklevel=3)
+            archive.unlink(missing_ok=True)
     if not archive.exists():
         download(spec.url, archive, digest=spec.archive_digest, algorithm=spec.archive_algorithm,
                  timeout=20, progress=progress)
-    verify_file(archive, spec.archive_digest, spec.archive_algorithm)
-    extracted = safe_extract_zip(archive, root / "downloads" / f"{spec.archive_folder}-extracted")
-    return parse_grouplens(extracted / spec.archive_folder)
+    with tempfile.TemporaryDirectory(prefix=f".{spec.archive_folder}-", dir=archive.parent) as tmp:
+        extracted = safe_extract_zip(archive, Path(tmp) / "extracted")
+        return parse_grouplens(extracted / spec.archive_folder)
 
 
 def _from_recbole(spec: DatasetSpec):
@@ -226,10 +240,6 @@ def _from_recbole(spec: DatasetSpec):
     return parse_recbole(folder, prefix=f"ml-{spec.name}")
 
 
-def _offline() -> bool:
-    return os.environ.get("RECNB_OFFLINE", "").strip() not in ("", "0")
-
-
 def load_movielens(name: str = "100k", *, refresh: bool = False, progress: bool = True) -> MovieLens:
     """Load a MovieLens release from the verified cache, GroupLens, or the recbole wheel (notebook 01).
 
@@ -238,28 +248,36 @@ def load_movielens(name: str = "100k", *, refresh: bool = False, progress: bool 
     if name not in DATASETS:
         raise ValueError(f"unknown MovieLens release {name!r}; choose one of {sorted(DATASETS)}")
     spec = DATASETS[name]
-    root = config.data_dir()
-    cache = root / f"ml-{spec.name}"
-    failures = []
-    if cache.exists() and not refresh:
-        try:
-            return MovieLens(*_read_cache(cache), source=f"cache {cache}")
-        except SourceError as exc:
-            failures.append(str(exc))
-            import warnings
-
-            warnings.warn(f"{exc}; rebuilding it from the sources", stacklevel=2)
-    sources = [("recbole", lambda: _from_recbole(spec))]
-    if not _offline():
-        sources.insert(0, ("GroupLens", lambda: _from_grouplens(spec, root, progress)))
-    for label, load in sources:
-        try:
-            frames = load()
-        except (SourceError, OSError) as exc:
-            failures.append(f"{label}: {exc}")
-            continue
-        _write_cache(cache, *frames)
-        return MovieLens(*frames, source=label)
+    folder = config.data_dir(create=False) / f"ml-{spec.name}"
+    if not refresh:
+        try:  # no lock needed to read: the folder only ever appears by rename, and every file is verified
+            return MovieLens(*_read_cache(folder), source=f"cache {folder}")
+        except SourceError:
+            pass  # missing, being replaced, or corrupt: decided under the lock
+    root = config.data_dir()  # building needs a writable folder (PermissionError names the fix)
+    with cache.lock(folder):  # one process builds; the others wait here, then read what it built
+        if not refresh and folder.exists():
+            try:
+                return MovieLens(*_read_cache(folder), source=f"cache {folder}")
+            except SourceError as exc:
+                warnings.warn(f"{exc}; rebuilding it from the sources", cache.CacheWarning, stacklevel=2)
+        failures = []
+        sources = [("recbole", lambda: _from_recbole(spec))]
+        if not config.offline():
+            sources.insert(0, ("GroupLens", lambda: _from_grouplens(spec, root, progress)))
+        for label, load in sources:
+            try:
+                frames = load()
+            except (SourceError, OSError) as exc:
+                failures.append(f"{label}: {exc}")
+                continue
+            try:
+                _write_cache(folder, *frames)
+            except OSError as exc:  # e.g. a full disk: the frames are good, only the cache is lost
+                warnings.warn(f"MovieLens cache {folder} could not be saved ({exc}); loaded from {label} without "
+                              "caching. Free some disk space or set RECNB_DATA_DIR to a writable folder.",
+                              cache.CacheWarning, stacklevel=2)
+            return MovieLens(*frames, source=label)
     raise SourceError(
         f"MovieLens-{spec.name} is not available from any source:\n  - " + "\n  - ".join(failures) +
         "\nFix: connect to the internet (the GroupLens download is tried first), or install the offline "

