@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .cache import atomic_write
 
 RUNTIMES_FILE = Path(__file__).resolve().parent / "runtimes.json"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -179,15 +179,4 @@ def record_runtimes(measured: dict, *, date: str, machine: str, path: Path = RUN
         runtimes["notebooks"][file] = {"seconds": round(float(seconds), 1), "date": date, "machine": machine,
                                        "load": round(float(load), 2)}
     runtimes["notebooks"] = {c.file: runtimes["notebooks"][c.file] for c in CHAPTERS if c.file in runtimes["notebooks"]}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(runtimes, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(path, (json.dumps(runtimes, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
