@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._checks import check_finite_parameters, check_numbers, finite_or_raise
 from .metrics import FullRankingEvaluator, _pairs, interaction_matrix, torch_threads
 
 
@@ -212,7 +213,12 @@ class NeuMFConfig(TrainConfig):
 
 
 class TorchRecommender(Recommender):
-    """Shared training loop: epochs of minibatch steps, validation every few epochs, early stopping."""
+    """Shared training loop: epochs of minibatch steps, validation every few epochs, early stopping.
+
+    A loss that turns NaN or infinite (checked every step) or a weight that does (checked after every epoch)
+    stops training with :class:`recnb._checks.TrainingDiverged` (a ``FloatingPointError``) naming the model,
+    the epoch and step, and the learning rate to lower.
+    """
 
     config_class = TrainConfig
 
@@ -222,6 +228,8 @@ class TorchRecommender(Recommender):
         if not isinstance(self.config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(self.config).__name__}")
         c = self.config
+        check_numbers(type(c).__name__, c, positive=("lr",),
+                      non_negative=tuple(n for n in ("reg", "weight_decay") if hasattr(c, n)))
         if c.lr <= 0 or c.batch_size <= 0 or c.max_epochs <= 0 or c.eval_every <= 0 or c.patience <= 0:
             raise ValueError("lr, batch_size, max_epochs, eval_every and patience must all be positive")
         torch.manual_seed(c.seed)
@@ -254,7 +262,10 @@ class TorchRecommender(Recommender):
         bar = tqdm(range(1, c.max_epochs + 1), desc=type(self).__name__, disable=not c.progress, leave=False)
         for epoch in bar:
             self.net.train()
+            self._epoch_number = epoch
             loss = self._epoch(users, items, optimiser, gen)
+            check_finite_parameters(self.net, where=f"{type(self).__name__} training", step=f"epoch {epoch}",
+                                    fix=self._diverged_fix())
             row = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - start}
             if evaluator is not None and epoch % c.eval_every == 0:
                 self.net.eval()
@@ -275,6 +286,16 @@ class TorchRecommender(Recommender):
 
     def _optimiser(self):
         return torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
+
+    def _diverged_fix(self) -> str:
+        c = self.config
+        default = type(c).__dataclass_fields__["lr"].default
+        return f"lower {type(c).__name__}.lr (now {c.lr:g}; the default is {default:g})"
+
+    def _finite_loss(self, loss, step: int) -> float:
+        """The batch loss as a float (read for the epoch's mean anyway); raises TrainingDiverged when NaN or infinite."""
+        return finite_or_raise(loss, where=f"{type(self).__name__} training",
+                               step=f"epoch {getattr(self, '_epoch_number', '?')}, step {step}", fix=self._diverged_fix())
 
     def _negatives(self, users, gen) -> torch.Tensor:
         """Uniform random items, resampled (twice) where the user rated them: near-exact unrated negatives."""
@@ -317,7 +338,7 @@ class BPR(TorchRecommender):
     def _epoch(self, users, items, optimiser, gen) -> float:
         c, total = self.config, 0.0
         order = torch.randperm(len(users), generator=gen)
-        for lo in range(0, len(order), c.batch_size):
+        for step, lo in enumerate(range(0, len(order), c.batch_size), 1):
             idx = order[lo:lo + c.batch_size]
             u, i = users[idx], items[idx]
             j = self._negatives(u, gen)
@@ -329,7 +350,7 @@ class BPR(TorchRecommender):
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += loss.item() * len(idx)
+            total += self._finite_loss(loss, step) * len(idx)
         return total / len(users)
 
     def _scores(self, users):
@@ -388,13 +409,13 @@ class NeuMF(TorchRecommender):
         i_all = torch.cat([items, self._negatives(users.repeat(c.negatives), gen)])
         y_all = torch.cat([torch.ones(len(items)), torch.zeros(len(items) * c.negatives)])
         order = torch.randperm(len(u_all), generator=gen)
-        for lo in range(0, len(order), c.batch_size):
+        for step, lo in enumerate(range(0, len(order), c.batch_size), 1):
             idx = order[lo:lo + c.batch_size]
             loss = F.binary_cross_entropy_with_logits(self.net(u_all[idx], i_all[idx]), y_all[idx])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += loss.item() * len(idx)
+            total += self._finite_loss(loss, step) * len(idx)
         return total / len(u_all)
 
     def _scores(self, users):

@@ -59,6 +59,15 @@ class Calibration:
                 + self.user_factors @ self.item_factors.T).clamp(1.0, 5.0)
 
 
+def _check_fit_numbers(where: str, lr, l2) -> None:
+    """A fit's step size must be a finite number > 0 and its penalty a finite number >= 0."""
+    from types import SimpleNamespace
+
+    from ._checks import check_numbers
+
+    check_numbers(where, SimpleNamespace(lr=lr, l2=l2), positive=("lr",), non_negative=("l2",))
+
+
 def fit_choice_model(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, dim: int = 16,
                      l2: float = 1.0, steps: int = 200, lr: float = 0.05, seed: int = 0):
     """Logistic MF on the whole user x film 0/1 matrix, full-batch Adam, seeded; returns (P, a, Q, b) (notebook 04).
@@ -69,6 +78,10 @@ def fit_choice_model(users: np.ndarray, items: np.ndarray, n_users: int, n_items
     """
     if len(users) == 0:
         raise ValueError("fit_choice_model needs at least one (user, item) pair")
+    from ._checks import check_finite_parameters, finite_or_raise
+
+    _check_fit_numbers("fit_choice_model", lr=lr, l2=l2)
+    where, fix = "fit_choice_model", f"lower lr (now {lr:g}; the default is 0.05)"
     gen = torch.Generator().manual_seed(seed)
     target = torch.zeros(n_users, n_items)
     target[torch.as_tensor(np.asarray(users, dtype=np.int64)), torch.as_tensor(np.asarray(items, dtype=np.int64))] = 1.0
@@ -77,12 +90,14 @@ def fit_choice_model(users: np.ndarray, items: np.ndarray, n_users: int, n_items
     a = torch.zeros(n_users, 1, requires_grad=True)
     b = torch.zeros(1, n_items, requires_grad=True)
     opt = torch.optim.Adam([P, Q, a, b], lr=lr)
-    for _ in range(steps):
+    for step in range(steps):
         opt.zero_grad()
         logits = torch.addmm(a + b, P, Q.T)
         loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") + l2 * (P.pow(2).sum() + Q.pow(2).sum())
+        finite_or_raise(loss, where=where, step=f"step {step + 1} of {steps}", fix=fix)  # CPU scalar: no sync to pay
         loss.backward()
         opt.step()
+    check_finite_parameters({"P": P, "Q": Q, "a": a, "b": b}, where=where, step=f"the end ({steps} steps)", fix=fix)
     return P.detach(), a.detach()[:, 0], Q.detach(), b.detach()[0]
 
 
@@ -97,6 +112,10 @@ def fit_rating_model(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, 
     """
     if len(ratings) == 0:
         raise ValueError("fit_rating_model needs at least one rating")
+    from ._checks import check_finite_parameters, finite_or_raise
+
+    _check_fit_numbers("fit_rating_model", lr=lr, l2=l2)
+    where, fix = "fit_rating_model", f"lower lr (now {lr:g}; the default is 0.05), or check the ratings for NaN"
     gen = torch.Generator().manual_seed(seed)
     u = torch.as_tensor(np.asarray(users, dtype=np.int64))
     i = torch.as_tensor(np.asarray(items, dtype=np.int64))
@@ -107,13 +126,15 @@ def fit_rating_model(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, 
     bu = torch.zeros(n_users, requires_grad=True)
     bi = torch.zeros(n_items, requires_grad=True)
     opt = torch.optim.Adam([P, Q, bu, bi], lr=lr)
-    for _ in range(steps):
+    for step in range(steps):
         opt.zero_grad()
         pred = mu + bu[u] + bi[i] + (P[u] * Q[i]).sum(-1)
         penalty = P.pow(2).sum() + Q.pow(2).sum() + bu.pow(2).sum() + bi.pow(2).sum()
         loss = ((pred - r) ** 2).sum() + l2 * penalty
+        finite_or_raise(loss, where=where, step=f"step {step + 1} of {steps}", fix=fix)  # CPU scalar: no sync to pay
         loss.backward()
         opt.step()
+    check_finite_parameters({"P": P, "Q": Q, "b_u": bu, "b_i": bi}, where=where, step=f"the end ({steps} steps)", fix=fix)
     with torch.no_grad():
         for table, index, size in ((Q, i, n_items), (bi, i, n_items), (P, u, n_users), (bu, u, n_users)):
             table[torch.bincount(index, minlength=size) == 0] = 0.0  # no data: the prior
@@ -166,54 +187,74 @@ _TENSORS = ("user_factors", "user_bias", "item_factors", "item_bias", "choice_us
             "choice_item_factors", "choice_item_bias", "item_genres", "item_popularity")
 
 
-def save_calibration(cal: Calibration, path) -> None:
-    """Write a calibration as safetensors, atomically."""
-    from safetensors.torch import save_file
-
-    from .download import atomic_path
+def _calibration_bytes(cal: Calibration) -> bytes:
+    """A calibration as safetensors bytes (tensors only: loading it runs no code)."""
+    from safetensors.torch import save
 
     lengths = torch.as_tensor([len(t) for t in cal.train_items], dtype=torch.long)
     tensors = {name: getattr(cal, name) for name in _TENSORS}
     tensors.update({"mu": torch.tensor([cal.mu]), "train_lengths": lengths,
                     "train_flat": torch.as_tensor(np.concatenate(cal.train_items), dtype=torch.long),
                     "user_ids": torch.as_tensor(cal.user_ids, dtype=torch.long), "train_rmse": torch.tensor([cal.train_rmse])})
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    return save({k: v.contiguous() for k, v in tensors.items()})
+
+
+def _calibration_from_bytes(data: bytes, meta: dict | None = None) -> Calibration:
+    """Parse verified safetensors bytes; raises CorruptEntry when they do not hold a calibration."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from .cache import CorruptEntry
+
+    try:
+        t = load(data)
+        ends = t["train_lengths"].cumsum(0).tolist()
+        flat = t["train_flat"].numpy()
+        train_items = [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
+        return Calibration(float(t["mu"]), *(t[name] for name in _TENSORS[:8]), t["item_genres"], t["item_popularity"],
+                           train_items, t["user_ids"].numpy(), float(t["train_rmse"]))
+    except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise CorruptEntry(f"not a calibration ({exc!r})") from exc
+
+
+def save_calibration(cal: Calibration, path) -> None:
+    """Write a calibration as safetensors plus a sha256 sidecar (``<name>.json``), each atomically."""
+    from .cache import write_entry
+
+    write_entry(path, _calibration_bytes(cal))
 
 
 def load_calibration(path) -> Calibration:
-    """Read :func:`save_calibration`'s file (safetensors: no code is loaded)."""
-    from safetensors.torch import load_file
+    """Read :func:`save_calibration`'s file: read once, sha256 checked against the sidecar, parsed from those bytes.
 
-    t = load_file(str(path))
-    ends = t["train_lengths"].cumsum(0).tolist()
-    flat = t["train_flat"].numpy()
-    train_items = [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
-    return Calibration(float(t["mu"]), *(t[name] for name in _TENSORS[:8]), t["item_genres"], t["item_popularity"],
-                       train_items, t["user_ids"].numpy(), float(t["train_rmse"]))
+    Raises ``FileNotFoundError`` when there is none and :class:`recnb.cache.CorruptEntry` when it fails its check.
+    """
+    from .cache import read_entry
+
+    entry = read_entry(path)
+    if entry is None:
+        raise FileNotFoundError(f"no calibration at {path}; write one with save_calibration(cal, path)")
+    return _calibration_from_bytes(*entry)
 
 
 def movielens_calibration(seed: int = 0, dim: int = 16, refresh: bool = False) -> Calibration:
     """Calibration on MovieLens-100K's Track-A training split (``split_random(seed)``), cached on disk (notebook 04).
 
-    The cache (``data_dir()/simulator/``, safetensors) saves the ~10 s fit in later notebooks.
+    The cache (``data_dir()/simulator/``, safetensors + sha256 sidecar, under :mod:`recnb.cache`'s lock)
+    saves the ~10 s fit in later notebooks; a corrupt entry is reported and refitted.
     """
-    from . import config
-    from .data import load_movielens
-    from .splits import split_random
+    from . import cache, config
 
-    path = config.data_dir() / "simulator" / f"ml-100k-calibration-v{CALIBRATION_VERSION}-seed{seed}-dim{dim}.safetensors"
-    if path.exists() and not refresh:
-        try:
-            return load_calibration(path)
-        except Exception as exc:  # a corrupt cache is refitted, never trusted
-            import warnings
+    def fit() -> Calibration:
+        from .data import load_movielens
+        from .splits import split_random
 
-            warnings.warn(f"simulator calibration cache {path} is unreadable ({exc}); refitting", stacklevel=2)
-    ml = load_movielens("100k")
-    cal = calibrate(split_random(ml.indexed(), seed=seed).train, ml.items, dim=dim, seed=seed)
-    save_calibration(cal, path)
-    return cal
+        ml = load_movielens("100k")
+        return calibrate(split_random(ml.indexed(), seed=seed).train, ml.items, dim=dim, seed=seed)
+
+    path = config.data_dir(create=False) / "simulator" / f"ml-100k-calibration-v{CALIBRATION_VERSION}-seed{seed}-dim{dim}.safetensors"
+    return cache.cached(path, load=_calibration_from_bytes, build=fit, dump=lambda cal: (_calibration_bytes(cal), {}),
+                        what="simulator calibration", refresh=refresh)
 
 
 # ---------------------------------------------------------------- fidelity against held-out real data

@@ -411,38 +411,26 @@ class TopLayers(nn.Module):
         if not 1 <= n_top <= n_layers:
             raise ValueError(f"n_top must be in [1, {n_layers}], got {n_top}")
         layers = copy.deepcopy(nn.ModuleList(model.encoder.layer[n_layers - n_top:])).float()
-        path = _top_cache_path(list(texts), n_top)
-        if cache and path.exists():
-            try:
-                from safetensors.torch import load_file
 
-                saved = load_file(str(path))
-                return cls(layers, saved["hidden"].float(), saved["attention"])
-            except Exception as exc:  # a corrupt cache is recomputed, never trusted
-                import warnings
+        def lower_layers():
+            enc = tokenizer(list(texts), truncation=True, max_length=256)
+            lengths = np.array([len(ids) for ids in enc["input_ids"]])
+            width = int(lengths.max())
+            hidden = torch.zeros(len(texts), width, model.config.hidden_size)
+            attention = torch.zeros(len(texts), width, dtype=torch.long)
+            order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding per batch
+            for lo in tqdm(range(0, len(texts), batch_size), desc="LM lower layers", disable=not progress, leave=False):
+                idx = order[lo:lo + batch_size]
+                batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()}, return_tensors="pt")
+                out = model(**batch, output_hidden_states=True)
+                w = batch["input_ids"].shape[1]  # real tokens never attend to padding, so its length does not matter
+                hidden[torch.as_tensor(idx), :w] = out.hidden_states[n_layers - n_top].float()
+                attention[torch.as_tensor(idx), :w] = batch["attention_mask"]
+            return hidden, attention
 
-                warnings.warn(f"top-layer cache {path.name} is unreadable ({exc}); recomputing", stacklevel=2)
-        enc = tokenizer(list(texts), truncation=True, max_length=256)
-        lengths = np.array([len(ids) for ids in enc["input_ids"]])
-        width = int(lengths.max())
-        hidden = torch.zeros(len(texts), width, model.config.hidden_size)
-        attention = torch.zeros(len(texts), width, dtype=torch.long)
-        order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding per batch
-        for lo in tqdm(range(0, len(texts), batch_size), desc="LM lower layers", disable=not progress, leave=False):
-            idx = order[lo:lo + batch_size]
-            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()}, return_tensors="pt")
-            out = model(**batch, output_hidden_states=True)
-            w = batch["input_ids"].shape[1]  # real tokens never attend to padding, so its length does not matter
-            hidden[torch.as_tensor(idx), :w] = out.hidden_states[n_layers - n_top].float()
-            attention[torch.as_tensor(idx), :w] = batch["attention_mask"]
-        if cache:
-            from safetensors.torch import save_file
-
-            from .download import atomic_path
-
-            with atomic_path(path) as tmp:
-                save_file({"hidden": hidden.half().contiguous(), "attention": attention.contiguous()}, str(tmp))
-            hidden = hidden.half().float()  # the same values whether computed now or read back
+        if not cache:
+            return cls(layers, *lower_layers())
+        hidden, attention = _top_cached(_top_cache_path(list(texts), n_top), lower_layers)
         return cls(layers, hidden, attention)
 
     @property
@@ -470,16 +458,48 @@ class TopLayers(nn.Module):
 
 
 def _top_cache_path(texts: list[str], n_top: int):
-    """Where the top-layer inputs of ``texts`` are cached (keyed by model weights, texts and ``n_top``)."""
+    """Where the top-layer inputs of ``texts`` are cached (keyed by model weights, texts and ``n_top``; nothing is created)."""
     import hashlib
 
     from . import config
-    from .embeddings import DEFAULT_MODEL, OFFLINE_WEIGHTS_SHA256, texts_digest
+    from .embeddings import _model_identity, resolve_model, texts_digest
 
-    key = f"{OFFLINE_WEIGHTS_SHA256[DEFAULT_MODEL]}:{texts_digest(texts)}:{n_top}:v1"
-    folder = config.data_dir() / "embeddings"
-    folder.mkdir(parents=True, exist_ok=True)
+    # the weights actually loaded: the pinned digest for every verified source, else the folder's own files
+    key = f"{_model_identity(resolve_model())}:{texts_digest(texts)}:{n_top}:v1"
+    folder = config.data_dir(create=False) / "embeddings"
     return folder / f"minilm-top{n_top}-inputs-{hashlib.sha256(key.encode()).hexdigest()[:20]}.safetensors"
+
+
+def _top_cached(path, compute):
+    """``(hidden, attention)`` from the cache at ``path``, else ``compute()``d and saved (recnb.cache's policy).
+
+    ``hidden`` is stored as float16, so a fresh result is rounded the same way: the values are the same
+    whether computed now or read back.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load, save
+
+    from . import cache
+
+    def build():
+        hidden, attention = compute()
+        return hidden.half().float(), attention
+
+    def parse(data: bytes, meta: dict):
+        try:
+            saved = load(data)
+            hidden, attention = saved["hidden"].float(), saved["attention"]
+        except (SafetensorError, KeyError, ValueError) as exc:
+            raise cache.CorruptEntry(f"not top-layer inputs ({exc!r})") from exc
+        if hidden.dim() != 3 or attention.shape != hidden.shape[:2]:
+            raise cache.CorruptEntry(f"unexpected shapes {tuple(hidden.shape)} and {tuple(attention.shape)}")
+        return hidden, attention
+
+    def dump(value):
+        hidden, attention = value
+        return save({"hidden": hidden.half().contiguous(), "attention": attention.contiguous()}), {}
+
+    return cache.cached(path, load=parse, build=build, dump=dump, what="top-layer cache")
 
 
 @dataclass
@@ -499,6 +519,18 @@ class FinetuneConfig:
     seed: int = 0
     """Seeds the sampled batches and the transformer's dropout: the same seed, the same fine-tuned network."""
 
+    def __post_init__(self):
+        from ._checks import check_numbers, is_int
+
+        check_numbers("FinetuneConfig", self, positive=("lm_lr", "head_lr"))
+        for name in ("steps", "batch_size"):
+            if not (is_int(getattr(self, name)) and getattr(self, name) >= 1):
+                raise ValueError(f"FinetuneConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not (is_int(self.seed) and self.seed >= 0):
+            raise ValueError(f"FinetuneConfig.seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.finetune_lm, bool):
+            raise ValueError(f"FinetuneConfig.finetune_lm must be True or False, got {self.finetune_lm!r}")
+
 
 def _standardiser(net: QNetwork, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std that map raw text vectors to the network's standardised ``item_x`` (exactly)."""
@@ -514,8 +546,11 @@ def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bo
     Targets come from the agent's own (frozen) target network: ``r + gamma^n (1 - terminated) Q_target(s', a*)``.
     The copies train on ``device`` (default: the agent's; a GPU is where the transformer layers pay off).
     Returns the new network on the agent's device (its ``item_x`` refreshed from the tuned text vectors)
-    and the loss curve.
+    and the loss curve. A loss (checked every step) or weight (every 100 steps and at the end) that turns NaN
+    or infinite stops it with :class:`recnb._checks.TrainingDiverged` (a ``FloatingPointError``).
     """
+    from ._checks import check_finite_parameters, finite_or_raise
+
     frozen_vectors = top.all_vectors()
     mean, std = _standardiser(agent.online, frozen_vectors)
     if agent.online.item_x.shape != frozen_vectors.shape or \
@@ -538,8 +573,14 @@ def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bo
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):  # dropout draws from config.seed, not from the caller's stream
         torch.manual_seed(config.seed)
-        for _ in tqdm(range(config.steps), desc="TD fine-tuning" if config.finetune_lm else "TD (LM frozen)",
-                      disable=not progress, leave=False):
+        where = "TD fine-tuning" + ("" if config.finetune_lm else " (LM frozen)")
+        fix = (f"lower FinetuneConfig.head_lr (now {config.head_lr:g})"
+               + (f" or lm_lr (now {config.lm_lr:g})" if config.finetune_lm else "")
+               + ", or check the agent's replay buffer for NaN")
+        weights = {**{f"q.{n}": p for n, p in net.named_parameters()},
+                   **({f"lm.{n}": p for n, p in lm.named_parameters()} if config.finetune_lm else {})}
+        for step in tqdm(range(1, config.steps + 1), desc="TD fine-tuning" if config.finetune_lm else "TD (LM frozen)",
+                         disable=not progress, leave=False):
             batch = agent.buffer.sample(config.batch_size, cfg.n_step, cfg.gamma, gen)
             target = dqn_targets(agent, batch).to(device)  # the frozen agent, on its own device
             batch = {key: value.to(device) for key, value in batch.items()}
@@ -555,7 +596,9 @@ def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bo
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(finite_or_raise(loss, where=where, step=f"step {step}", fix=fix))  # read anyway: no extra sync
+            if step % 100 == 0 or step == config.steps:
+                check_finite_parameters(weights, where=where, step=f"step {step}", fix=fix)
     if config.finetune_lm:
         lm.eval()
         net.item_x = ((lm.all_vectors() - mean) / std).detach()

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._checks import check_finite_parameters, check_numbers, finite_or_raise
 from .metrics import FullRankingEvaluator
 
 
@@ -77,6 +78,8 @@ class SequentialConfig:
     """CPU threads while training (None: torch's default)."""
 
     def __post_init__(self):
+        check_numbers("SequentialConfig", self, positive=("lr",), non_negative=("q_weight",),
+                      finite=("gamma", "target_tau", "dropout"))
         if not 0 <= self.gamma < 1:
             raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
         if not 0 < self.target_tau <= 1:
@@ -86,6 +89,8 @@ class SequentialConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.q_weight < 0:
             raise ValueError("lr must be > 0 and q_weight >= 0")
+        if not 0 <= self.dropout <= 1:
+            raise ValueError(f"dropout must be in [0, 1], got {self.dropout}")
 
 
 class _Encoder(nn.Module):
@@ -211,7 +216,11 @@ class SequentialRecommender:
         return ce + cfg.q_weight * td, ce.detach(), td.detach()
 
     def fit(self, train, valid=None) -> "SequentialRecommender":
-        """Train on ``train`` (Track B training part); early-stop on ``valid`` NDCG@10 when given."""
+        """Train on ``train`` (Track B training part); early-stop on ``valid`` NDCG@10 when given.
+
+        A loss that turns NaN or infinite (checked every step) or a weight that does (checked after every epoch)
+        stops training with :class:`recnb._checks.TrainingDiverged` (a ``FloatingPointError``).
+        """
         threads = torch.get_num_threads()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
@@ -232,12 +241,15 @@ class SequentialRecommender:
         gen = torch.Generator().manual_seed(cfg.seed)
         best, best_state, waited = -np.inf, None, 0
         self.history = []
+        where = f"{self.name} training"
+        fix = (f"lower SequentialConfig.lr (now {cfg.lr:g}; the default is 0.002)"
+               + (f" or q_weight (now {cfg.q_weight:g})" if cfg.q_head else "") + ", or check the ratings for NaN")
         bar = tqdm(range(1, cfg.max_epochs + 1), desc=self.name, disable=not cfg.progress, leave=False)
         for epoch in bar:
             self.net.train()
             order = torch.randperm(len(data[0]), generator=gen)
             ce_sum = td_sum = 0.0
-            for lo in range(0, len(order), cfg.batch_size):
+            for step, lo in enumerate(range(0, len(order), cfg.batch_size), 1):
                 idx = order[lo:lo + cfg.batch_size]
                 loss, ce, td = self._loss(*(t[idx] for t in data))
                 opt.zero_grad()
@@ -247,7 +259,12 @@ class SequentialRecommender:
                     with torch.no_grad():
                         for p_t, p in zip(self.target.parameters(), self.net.parameters()):
                             p_t.lerp_(p, cfg.target_tau)
-                ce_sum, td_sum = ce_sum + float(ce) * len(idx), td_sum + float(td) * len(idx)
+                # the floats are read anyway (epoch means); loss = ce + q_weight * td is finite iff both are
+                at = f"epoch {epoch}, step {step}"
+                ce_value = finite_or_raise(ce, where=where + " (cross-entropy)", step=at, fix=fix)
+                td_value = finite_or_raise(td, where=where + " (TD loss)", step=at, fix=fix)
+                ce_sum, td_sum = ce_sum + ce_value * len(idx), td_sum + td_value * len(idx)
+            check_finite_parameters(self.net, where=where, step=f"epoch {epoch}", fix=fix)
             row = {"epoch": epoch, "ce_loss": ce_sum / len(order), "td_loss": td_sum / len(order),
                    "seconds": time.perf_counter() - start}
             if evaluator is not None:

@@ -32,16 +32,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_finite_parameters, check_numbers, finite_or_raise
 from ..platform import observe_platform
 from .networks import NaiveQNetwork, QNetwork, genre_shares
 from .replay import ReplayBuffer
 
 NEG = -1e9  # Q of an unavailable item: never chosen, never bootstrapped from
+CHECK_WEIGHTS_EVERY = 500  # gradient updates between checks that the networks' weights are finite (one sync on CUDA)
 
 
 @dataclass(frozen=True)
 class DQNConfig:
-    """Hyperparameters of :class:`DQN` (notebook 06). Validated on creation."""
+    """Hyperparameters of :class:`DQN` (notebook 06). Validated on creation: every rate is a finite number.
+
+    ``learning_starts > total_steps`` is refused by :meth:`DQN.train`, which knows the budget actually trained
+    to (its ``total_steps`` argument, or a resumed agent's ``DQN.load(..., total_steps=...)``).
+    """
 
     seed: int = 0
     """Seeds the networks, exploration, replay sampling and the simulated users."""
@@ -112,6 +118,9 @@ class DQNConfig:
         def is_int(v):
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
+        check_numbers("DQNConfig", self, finite=("learning_rate", "gamma", "tau", "epsilon_start", "epsilon_end",
+                                                 "exploration_fraction", "item_lr_scale", "huber_delta",
+                                                 "max_grad_norm", "fatigue_init"))
         for name in ("total_steps", "n_envs", "buffer_size", "batch_size", "n_step", "target_update_every",
                      "updates_per_collect", "embed_dim", "hidden", "log_every"):
             need(is_int(getattr(self, name)) and getattr(self, name) >= 1, f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
@@ -257,7 +266,11 @@ class DQN:
         return Greedy()
 
     def update(self) -> tuple[float, float]:
-        """One gradient step on a sampled batch; returns (loss, mean Q of the taken items)."""
+        """One gradient step on a sampled batch; returns (loss, mean Q of the taken items).
+
+        Raises :class:`recnb._checks.TrainingDiverged` (a ``FloatingPointError``) when the loss is NaN or infinite,
+        and every ``CHECK_WEIGHTS_EVERY`` updates when a weight is: a diverged run stops instead of training on.
+        """
         cfg = self.config
         batch = self.buffer.sample(cfg.batch_size, cfg.n_step, cfg.gamma, self.generator)
         target = self.targets(self, batch)
@@ -273,12 +286,38 @@ class DQN:
             with torch.no_grad():  # tau = 1: hard copy; tau < 1: Polyak averaging
                 for t, o in zip(self.target.parameters(), self.online.parameters()):
                     t.lerp_(o, cfg.tau)
-        return float(loss.detach()), float(q.detach().mean())
+        # the float is read anyway (loss curve), so this check adds no device sync
+        value = finite_or_raise(loss, where="DQN training", step=self._at(), fix=self._fix())
+        if self.updates % CHECK_WEIGHTS_EVERY == 0:
+            self.check_weights()
+        return value, float(q.detach().mean())
+
+    def _at(self) -> str:
+        return f"update {self.updates} (env step {self.env_steps})"
+
+    def _fix(self) -> str:
+        default = DQNConfig.__dataclass_fields__["learning_rate"].default
+        return (f"lower DQNConfig.learning_rate (now {self.config.learning_rate:g}; the default is {default:g}), "
+                "or check the rewards and observations for NaN or infinite values")
+
+    def check_weights(self) -> None:
+        """Raise :class:`recnb._checks.TrainingDiverged` when a weight of the online or target network is NaN or infinite."""
+        for name, net in (("online", self.online), ("target", self.target)):
+            check_finite_parameters(net, where=f"DQN training ({name} network)", step=self._at(), fix=self._fix())
 
     def train(self, total_steps: int | None = None, progress: bool = True) -> dict:
-        """Collect from ``n_envs`` users at a time and learn until ``total_steps`` env steps (notebook 06)."""
+        """Collect from ``n_envs`` users at a time and learn until ``total_steps`` env steps (notebook 06).
+
+        ``total_steps`` (default ``config.total_steps``) counts from the agent's first step, so a resumed agent
+        continues to it. ``learning_starts > total_steps`` is refused (no gradient step would ever be taken), and a
+        loss or weight that turns NaN or infinite stops training with ``recnb._checks.TrainingDiverged``.
+        """
         cfg, env = self.config, self.env
         goal = cfg.total_steps if total_steps is None else int(total_steps)
+        if self.env_steps < goal and cfg.learning_starts > goal:
+            raise ValueError(f"DQNConfig.learning_starts ({cfg.learning_starts}) > total_steps ({goal}): the agent would "
+                             f"collect {goal} environment steps and never take a gradient step; lower learning_starts "
+                             f"(e.g. learning_starts={max(goal // 10, 0)}) or raise total_steps")
         ret = torch.zeros(cfg.n_envs, device=self.device)
         clicks = torch.zeros(cfg.n_envs, device=self.device)
         length = torch.zeros(cfg.n_envs, device=self.device)
@@ -319,6 +358,8 @@ class DQN:
                 done_r, done_l, done_c, losses, qs = [], [], [], [], []
         if bar is not None:
             bar.close()
+        if self.updates:
+            self.check_weights()
         return self.log
 
     def _log(self, eps, done_r, done_l, done_c, losses, qs, seconds):
