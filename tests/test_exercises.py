@@ -1,9 +1,13 @@
-"""recnb.exercises: the checker gives specific feedback and never crashes the notebook."""
+"""recnb.exercises: the checker gives specific feedback and never crashes the notebook; the grading aid's rules."""
 
+import re
+
+import nbformat
 import numpy as np
 import pytest
 
-from recnb.exercises import Case, check
+from recnb import exercises
+from recnb.exercises import RECORD_ENV, RECORD_MIME, REPORTS, Case, Report, check, grade, grade_cell
 
 CASES = [Case((2, 3), 5, hint="add them"), Case((np.array([1.0]), np.array([2.0])), np.array([3.0]))]
 
@@ -37,3 +41,70 @@ def test_misuse_is_explained():
         check(5, CASES)
     with pytest.raises(ValueError, match="at least one Case"):
         check(len, [])
+
+
+# -- what the grading aid builds on: status, the registry, records, grades ----------------------
+
+def test_status_and_record():
+    def stub(a, b):
+        raise NotImplementedError
+
+    assert check(lambda a, b: a + b, CASES).status == "pass"
+    assert check(stub, CASES).status == "not attempted"
+    half = check(lambda a, b: 5, CASES)
+    assert half.status == "fail" and half.record()["passed"] == 1 and half.record()["total"] == 2
+    assert check(stub, CASES).record() == {"function": "stub", "status": "not attempted", "passed": 0, "total": 2,
+                                           "todo": 2, "errors": 0, "lines": check(stub, CASES).lines}
+    assert Report(["[ok] x"], 1, 1).status == "pass"  # the old three-field form still works
+
+
+def test_every_report_is_registered_and_records_only_when_asked(monkeypatch):
+    emitted = []
+    monkeypatch.setattr(exercises, "_emit", lambda report, strict: emitted.append((report.status, strict)))
+    monkeypatch.delenv(RECORD_ENV, raising=False)
+    before = len(REPORTS)
+    report = check(lambda a, b: a + b, CASES)
+    assert REPORTS[-1] is report and len(REPORTS) == before + 1 and emitted == []
+    monkeypatch.setenv(RECORD_ENV, "1")
+    check(lambda a, b: a + b, CASES)
+    with pytest.raises(AssertionError):
+        check(lambda a, b: 0, CASES, strict=True)
+    assert emitted == [("pass", False), ("fail", True)]
+
+
+def _cell(*records, error=None, ran=True):
+    cell = nbformat.v4.new_code_cell("...", metadata={"tags": ["exercise", "exercise:nb01-x"]})
+    cell.outputs = [nbformat.v4.new_output("display_data", data={RECORD_MIME: r, "text/plain": ""}) for r in records]
+    if error:
+        cell.outputs.append(nbformat.v4.new_output("error", ename=error, evalue="boom", traceback=[]))
+    cell.execution_count = 1 if ran else None
+    return cell
+
+
+def _record(fn, cases):
+    return check(fn, cases).record()
+
+
+def test_grade_rules():
+    def stub(a, b):
+        raise NotImplementedError
+
+    ok, todo, wrong = _record(lambda a, b: a + b, CASES), _record(stub, CASES), _record(lambda a, b: 5, CASES)
+    assert grade_cell("x", _cell(ok)).status == "pass"
+    assert grade_cell("x", _cell(todo)).status == "not attempted"
+    failed = grade_cell("x", _cell(wrong))
+    assert failed.status == "fail" and (failed.passed, failed.total) == (1, 2) and "[differs]" in failed.detail
+    assert grade_cell("x", _cell(ok, todo)).status == "fail"  # every check() in the cell must pass
+    assert grade_cell("x", _cell(ok, error="NameError")).status == "fail"
+    assert grade_cell("x", _cell()).detail == "the cell did not call check()"
+    assert grade_cell("x", _cell(ran=False)).status == "not run"
+    nb = nbformat.v4.new_notebook(cells=[_cell(ok)])
+    assert [(g.exercise, g.status) for g in grade(nb, ["nb01-w", "nb01-x"])] == [("nb01-w", "missing"), ("nb01-x", "pass")]
+    text = exercises.format_grades("01.ipynb", grade(nb, ["nb01-w", "nb01-x"]))
+    assert re.search(r"nb01-x +pass +2/2 cases", text) and "2 exercises: 1 pass, 0 fail, 0 not attempted, 1 missing" in text
+
+
+def test_command_line_rejects_a_missing_notebook(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        exercises.main([str(tmp_path / "nope.ipynb")])
+    assert "no such notebook" in capsys.readouterr().err
