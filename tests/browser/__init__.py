@@ -1,0 +1,1 @@
+"""The browser test: JupyterLab in a headless Chromium (README, "Browser test")."""
