@@ -71,6 +71,14 @@ CHAPTERS = (
 )
 
 
+def select(names=()) -> list[Chapter]:
+    """The chapters whose file name starts with one of ``names`` ("03", "03_language...") -- all when empty."""
+    chosen = [c for c in CHAPTERS if not names or any(c.file.startswith(n) or c.file[:-6] == n for n in names)]
+    if not chosen:
+        raise ValueError(f"no notebook matches {list(names)}; names are prefixes such as 03 or 03_language")
+    return chosen
+
+
 def repository_url() -> str:
     """The repository's address, declared once in ``pyproject.toml`` (``[project.urls] Repository``).
 

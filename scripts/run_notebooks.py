@@ -69,11 +69,10 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     args = parser.parse_args(argv)
 
-    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    if args.names:
-        paths = [p for p in paths if any(p.name.startswith(n) or p.stem == n for n in args.names)]
-        if not paths:
-            parser.error(f"no notebook matches {args.names}")
+    try:
+        paths = [NOTEBOOKS / c.file for c in chapters.select(args.names)]
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.in_place:  # refreshing the committed notebooks refreshes notebook 08's committed results too
         os.environ.setdefault("RECNB_RESULTS_DIR", str(ROOT / "docs" / "results"))
     measured = {}

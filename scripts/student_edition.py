@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))  # recnb from this checkout, also when it is not installed
 
+from recnb import chapters  # noqa: E402
 from recnb.exercises import (EXERCISE_TAG, SOLUTION_TAG, _check_calls, _is_strict, _parse,  # noqa: E402
                              _raises_not_implemented, cell_role, lint, tagged_cells)
 
@@ -175,11 +176,10 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", help="notebook names or prefixes (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "student", help="output folder")
     args = parser.parse_args(argv)
-    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    if args.names:
-        paths = [p for p in paths if any(p.name.startswith(n) or p.stem == n for n in args.names)]
-        if not paths:
-            parser.error(f"no notebook matches {args.names}")
+    try:
+        paths = [NOTEBOOKS / c.file for c in chapters.select(args.names)]
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         written = build(paths, args.out.resolve())
     except ValueError as exc:
