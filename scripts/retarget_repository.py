@@ -1,6 +1,6 @@
 """Point every badge, install cell and link at another repository (a fork, a course's copy).
 
-    python scripts/retarget_repository.py https://github.com/you/recnb
+    python scripts/retarget_repository.py https://github.com/<owner>/<name>
 
 The address is declared once, as ``[project.urls] Repository`` in pyproject.toml; this script
 rewrites that line, then replaces the old address in the notebooks' Colab badges and install cells
