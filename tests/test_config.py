@@ -10,10 +10,14 @@ import torch
 from recnb import config
 
 
-def test_data_dir_defaults_to_repo_not_cwd(monkeypatch, tmp_path):
+def test_data_dir_defaults_to_the_package_location_not_cwd(monkeypatch, tmp_path):
+    """The repo's data/ in a checkout, the user cache dir for an installed package; never the cwd."""
     monkeypatch.delenv("RECNB_DATA_DIR", raising=False)
+    package = Path(config.__file__).resolve().parent
     monkeypatch.chdir(tmp_path)
-    assert config.data_dir(create=False) == Path(config.__file__).resolve().parents[1] / "data"
+    assert config.data_dir(create=False) == config.default_data_dir(package)
+    if config.in_checkout(package):
+        assert config.data_dir(create=False) == package.parent / "data"
 
 
 def test_data_dir_follows_env(data_dir):

@@ -68,6 +68,14 @@ def outside_env(tmp_path: Path) -> dict:
     return env
 
 
+def unit_env(tmp_path: Path) -> dict:
+    """Environment for the unit tests in a foreign venv: they set their own data dirs and offline flags."""
+    env = outside_env(tmp_path)
+    for flag in ("RECNB_OFFLINE", "HF_HUB_OFFLINE"):
+        env.pop(flag)
+    return env
+
+
 def installed_versions(python: Path, *names: str) -> dict:
     out = run(python, "-c", "import importlib.metadata as m, sys; "
               "print('\\n'.join(f'{n}=={m.version(n)}' for n in sys.argv[1:]))", *names)
@@ -92,7 +100,7 @@ def test_wheel_installs_and_runs_outside_the_repository_at_the_declared_floors(t
     # the unit tests, against the installed wheel at the floors (the tests' own checkout files stay readable)
     unit = subprocess.run([str(tmp_path / "venv" / "bin" / "pytest"), str(ROOT / "tests"), "-q", "-p",
                            "no:cacheprovider", "-m", "not slow and not browser and not gpu"],
-                          cwd=tmp_path, env=outside_env(tmp_path), capture_output=True, text=True)
+                          cwd=tmp_path, env=unit_env(tmp_path), capture_output=True, text=True)
     assert unit.returncode == 0, unit.stdout[-4000:]
     assert "site-packages" in run(python, "-c", "import recnb; print(recnb.__file__)", cwd=tmp_path)
 
