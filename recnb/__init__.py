@@ -1,8 +1,9 @@
 """recnb: helpers for the workbook on pretrained language models and RL in recommender systems.
 
-Modules (one concept each): ``config`` (paths, seeds, device, run profile), ``download`` (safe,
-verified, atomic files), ``data`` (MovieLens-100K), ``splits`` (evaluation protocols, histories),
-``exercises`` (checkers for "your turn" cells), ``metrics`` and ``baselines`` (notebook 02), ``text``,
+Modules (one concept each): ``config`` (paths, seeds, device, run profile), ``cache`` (the one
+on-disk cache policy: locks, atomic writes, checksums), ``download`` (safe, verified downloads and
+extraction), ``_checks`` (argument checks and the training-divergence guard), ``data`` (MovieLens-100K), ``splits`` (evaluation protocols, histories),
+``exercises`` (checkers for "your turn" cells, their tags and the instructor's grading), ``metrics`` and ``baselines`` (notebook 02), ``text``,
 ``embeddings`` and ``coldstart`` (03), ``rewards``, ``calibration`` (the simulated user's choice and
 rating models, fidelity checks), ``simulator``, ``platform`` (what an agent may see), ``policies`` and
 ``envs`` (04), ``agents`` (tabular and bandits 05, DQN 06), ``genre_mdp`` (05), ``lm_rl`` and
