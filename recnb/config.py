@@ -121,7 +121,7 @@ def device(prefer: str | None = None) -> str:
 
 def profile() -> str:
     """The run profile: ``"smoke"`` (``RECNB_SMOKE=1``), ``"gpu"`` (CUDA present) or ``"default"``."""
-    if os.environ.get("RECNB_SMOKE", "").strip() not in ("", "0"):
+    if _flag("RECNB_SMOKE"):
         return "smoke"
     try:
         if device() == "cuda":

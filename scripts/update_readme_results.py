@@ -18,9 +18,7 @@ source notebook 00 reads.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,16 +86,6 @@ def update(readme: str, summary_md: str) -> str:
     return replace_section(splice(readme, summary_md), chapters_section(), CHAPTERS_START, CHAPTERS_END)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if README.md is out of date")
@@ -115,7 +103,9 @@ def main(argv=None) -> int:
         print("README.md's results and chapter sections are up to date")
         return 0
     if updated != readme:
-        _write_atomic(README, updated)
+        from recnb.cache import atomic_write  # the package's one atomic write (umask permissions)
+
+        atomic_write(README, updated.encode("utf-8"))
     print(f"README.md generated sections {'updated' if updated != readme else 'already up to date'}")
     return 0
 
