@@ -26,11 +26,18 @@ from recnb.data import load_movielens
 from recnb.metrics import FullRankingEvaluator, split_evaluator
 
 IMPLICIT_GRID = [  # (factors, learning_rate, regularization, iterations): around implicit's defaults
-    (64, 0.01, 0.01, 100), (64, 0.01, 0.01, 200), (64, 0.005, 0.01, 400), (64, 0.01, 0.03, 200),
-    (64, 0.01, 0.1, 200), (128, 0.01, 0.01, 200), (64, 0.05, 0.05, 200),
+    (64, 0.01, 0.01, 100),
+    (64, 0.01, 0.01, 200),
+    (64, 0.005, 0.01, 400),
+    (64, 0.01, 0.03, 200),
+    (64, 0.01, 0.1, 200),
+    (128, 0.01, 0.01, 200),
+    (64, 0.05, 0.05, 200),
 ]
 OURS_GRID = [  # (reg, lr): the library default neighbourhood of BPRConfig
-    (1e-2, 5e-3), (3e-3, 5e-3), (1e-2, 1e-2),
+    (1e-2, 5e-3),
+    (3e-3, 5e-3),
+    (1e-2, 1e-2),
 ]
 
 
@@ -43,10 +50,12 @@ def implicit_scores(model) -> torch.Tensor:
 def fit_implicit(train, n_users, n_items, factors, lr, reg, iterations, seed=0):
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    user_items = sp.csr_matrix((np.ones(len(train), np.float32), (train["user"], train["item"])),
-                               shape=(n_users, n_items))
-    model = BayesianPersonalizedRanking(factors=factors, learning_rate=lr, regularization=reg,
-                                        iterations=iterations, random_state=seed, num_threads=2)
+    user_items = sp.csr_matrix(
+        (np.ones(len(train), np.float32), (train["user"], train["item"])), shape=(n_users, n_items)
+    )
+    model = BayesianPersonalizedRanking(
+        factors=factors, learning_rate=lr, regularization=reg, iterations=iterations, random_state=seed, num_threads=2
+    )
     start, cpu = time.perf_counter(), time.process_time()
     model.fit(user_items, show_progress=False)
     return implicit_scores(model), time.perf_counter() - start, time.process_time() - cpu
@@ -67,15 +76,31 @@ def main(argv=None) -> int:
     rows = []
     for factors, lr, reg, iters in IMPLICIT_GRID:
         scores, secs, cpu = fit_implicit(split.train, n_users, n_items, factors, lr, reg, iters)
-        rows.append(("implicit", f"factors={factors} lr={lr} reg={reg} iterations={iters}",
-                     valid_ev.evaluate(scores)["NDCG@10"], secs, scores, cpu))
+        rows.append(
+            (
+                "implicit",
+                f"factors={factors} lr={lr} reg={reg} iterations={iters}",
+                valid_ev.evaluate(scores)["NDCG@10"],
+                secs,
+                scores,
+                cpu,
+            )
+        )
         print(f"implicit {rows[-1][1]}: valid NDCG@10 {rows[-1][2]:.4f} ({secs:.1f} s)", flush=True)
     for reg, lr in OURS_GRID:
         cfg = baselines.BPRConfig(reg=reg, lr=lr, progress=False)
         model = baselines.BPR(n_users, n_items, cfg).fit(split.train, split.valid)
         scores = model.scores(torch.arange(n_users))
-        rows.append(("recnb", f"dim={cfg.dim} lr={lr} reg={reg} (early stop: epoch {model.best_epoch})",
-                     valid_ev.evaluate(scores)["NDCG@10"], model.fit_seconds, scores, model.fit_cpu_seconds))
+        rows.append(
+            (
+                "recnb",
+                f"dim={cfg.dim} lr={lr} reg={reg} (early stop: epoch {model.best_epoch})",
+                valid_ev.evaluate(scores)["NDCG@10"],
+                model.fit_seconds,
+                scores,
+                model.fit_cpu_seconds,
+            )
+        )
         print(f"recnb {rows[-1][1]}: valid NDCG@10 {rows[-1][2]:.4f} ({model.fit_seconds:.1f} s)", flush=True)
 
     best = {lib: max((r for r in rows if r[0] == lib), key=lambda r: r[2]) for lib in ("implicit", "recnb")}
@@ -99,16 +124,23 @@ def main(argv=None) -> int:
     ]
     for lib in ("recnb", "implicit"):
         r, t = best[lib], test[lib]
-        lines.append(f"| {lib} | {r[1]} | {r[2]:.4f} | {t['NDCG@10']:.4f} | {t['HR@10']:.4f} | {r[3]:.1f} | {r[5]:.1f} |")
-    lines += ["", f"**NDCG@10 ratio (recnb / implicit): {ndcg_ratio:.3f}** (target >= 1.0: "
-                  f"{'met' if ndcg_ratio >= 1.0 else 'MISSED'}). "
-                  f"**Training-time ratio (recnb / implicit): {time_ratio:.2f} wall, {cpu_ratio:.2f} CPU** "
-                  f"(load average {os.getloadavg()[0]:.1f} at the end of the run; recnb trains on one "
-                  "thread and its time includes the per-epoch validation that early stopping needs; implicit "
-                  "runs a fixed number of iterations in compiled code on 2 threads).", "",
-              "implicit has no early stopping: compare its validation NDCG@10 across iteration counts below "
-              "(more iterations at the same learning rate can score lower, i.e. it overfits). Ours keeps the "
-              "best validation epoch.", ""]
+        lines.append(
+            f"| {lib} | {r[1]} | {r[2]:.4f} | {t['NDCG@10']:.4f} | {t['HR@10']:.4f} | {r[3]:.1f} | {r[5]:.1f} |"
+        )
+    lines += [
+        "",
+        f"**NDCG@10 ratio (recnb / implicit): {ndcg_ratio:.3f}** (target >= 1.0: "
+        f"{'met' if ndcg_ratio >= 1.0 else 'MISSED'}). "
+        f"**Training-time ratio (recnb / implicit): {time_ratio:.2f} wall, {cpu_ratio:.2f} CPU** "
+        f"(load average {os.getloadavg()[0]:.1f} at the end of the run; recnb trains on one "
+        "thread and its time includes the per-epoch validation that early stopping needs; implicit "
+        "runs a fixed number of iterations in compiled code on 2 threads).",
+        "",
+        "implicit has no early stopping: compare its validation NDCG@10 across iteration counts below "
+        "(more iterations at the same learning rate can score lower, i.e. it overfits). Ours keeps the "
+        "best validation epoch.",
+        "",
+    ]
     lines += ["All settings tried (validation NDCG@10, wall / CPU seconds):", ""]
     lines += [f"- {r[0]} {r[1]}: {r[2]:.4f}, {r[3]:.1f} / {r[5]:.1f} s" for r in rows]
     section = "\n".join(lines) + "\n"

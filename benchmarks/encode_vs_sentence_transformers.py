@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 import torch
-
-from recnb import config, data, embeddings, text
 from results_md import write_section
+
+from recnb import data, embeddings, text
 
 BEGIN, END = "<!-- begin encode_vs_sentence_transformers -->", "<!-- end encode_vs_sentence_transformers -->"
 
@@ -40,10 +40,12 @@ def timed(fn, repeats: int):
 
 def neighbour_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     """Mean share of each item's top-k cosine neighbours that two embeddings agree on."""
+
     def top(v):
         sims = v @ v.T
         np.fill_diagonal(sims, -np.inf)
         return np.argsort(-sims, axis=1)[:, :k]
+
     ta, tb = top(a), top(b)
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb)]))
 
@@ -76,17 +78,29 @@ def main(argv=None) -> int:
     cos8 = (v_ours * v_int8).sum(axis=1)
     rows.append(("recnb `encode` (transformers, fp32)", "cpu", med["ours"], f"max abs diff vs ST {diff:.1e}"))
     rows.append(("sentence-transformers `encode` (fp32)", "cpu", med["st"], "reference"))
-    rows.append(("recnb `encode(quantize='int8')`", "cpu", med["int8"],
-                 f"cosine to fp32 min {cos8.min():.3f} / mean {cos8.mean():.4f}; top-10 neighbour overlap "
-                 f"{neighbour_overlap(v_ours, v_int8):.2f}"))
+    rows.append(
+        (
+            "recnb `encode(quantize='int8')`",
+            "cpu",
+            med["int8"],
+            f"cosine to fp32 min {cos8.min():.3f} / mean {cos8.mean():.4f}; top-10 neighbour overlap "
+            f"{neighbour_overlap(v_ours, v_int8):.2f}",
+        )
+    )
     if torch.cuda.is_available():
-        gpu_ours = {p: timed(lambda p=p: embeddings.encode(texts, device="cuda", batch_size=bs, cache=False,
-                                                           precision=p), args.repeats) for p in
-                    ("float32", "float16", "bfloat16")}
+        gpu_ours = {
+            p: timed(
+                lambda p=p: embeddings.encode(texts, device="cuda", batch_size=bs, cache=False, precision=p),
+                args.repeats,
+            )
+            for p in ("float32", "float16", "bfloat16")
+        }
         st_gpu = SentenceTransformer(folder, device="cuda")
         t_st_gpu, _ = timed(lambda: st_gpu.encode(texts, batch_size=bs, normalize_embeddings=True), args.repeats)
         for p, (t, v) in gpu_ours.items():
-            rows.append((f"recnb `encode` ({p})", "cuda", t, f"max abs diff vs CPU fp32 {np.abs(v - v_ours).max():.1e}"))
+            rows.append(
+                (f"recnb `encode` ({p})", "cuda", t, f"max abs diff vs CPU fp32 {np.abs(v - v_ours).max():.1e}")
+            )
         rows.append(("sentence-transformers `encode` (fp32)", "cuda", t_st_gpu, ""))
 
     os.environ.pop("RECNB_NO_CACHE")  # the cached reload: write once, then time loads
@@ -94,17 +108,27 @@ def main(argv=None) -> int:
     t_cache, v_cache = timed(lambda: embeddings.encode(texts, device="cpu", batch_size=bs), args.repeats)
     rows.append(("recnb `encode`, cached reload", "cpu", t_cache, f"identical: {np.array_equal(v_cache, v_ours)}"))
 
-    lines = [BEGIN, "## Item encoding: recnb.embeddings vs sentence-transformers", "",
-             f"`{' '.join(['python', 'benchmarks/encode_vs_sentence_transformers.py', *sys.argv[1:]])}` — "
-             f"{len(texts)} MovieLens-100K item texts, all-MiniLM-L6-v2 (offline copy, sha256 verified), "
-             f"batch size {bs}, median of {args.repeats} alternating runs after a warm-up; "
-             f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads. Timings on a shared machine are inflated by other load; "
-             "compare ratios within this run.", "",
-             "| encoder | device | seconds | agreement |", "|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "## Item encoding: recnb.embeddings vs sentence-transformers",
+        "",
+        f"`{' '.join(['python', 'benchmarks/encode_vs_sentence_transformers.py', *sys.argv[1:]])}` — "
+        f"{len(texts)} MovieLens-100K item texts, all-MiniLM-L6-v2 (offline copy, sha256 verified), "
+        f"batch size {bs}, median of {args.repeats} alternating runs after a warm-up; "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads. Timings on a shared machine are inflated by other load; "
+        "compare ratios within this run.",
+        "",
+        "| encoder | device | seconds | agreement |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {name} | {dev} | {sec:.3f} | {note} |" for name, dev, sec, note in rows]
-    lines += ["", f"Speed ratio sentence-transformers / recnb (CPU fp32): **{med['st'] / med['ours']:.2f}x**; "
-              f"int8 speed-up over fp32: **{med['ours'] / med['int8']:.2f}x**.", END]
+    lines += [
+        "",
+        f"Speed ratio sentence-transformers / recnb (CPU fp32): **{med['st'] / med['ours']:.2f}x**; "
+        f"int8 speed-up over fp32: **{med['ours'] / med['int8']:.2f}x**.",
+        END,
+    ]
     section = "\n".join(lines)
     print(section)
     if args.write:

@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 import torch
+from results_md import write_section
 
 from recnb.metrics import FullRankingEvaluator
-from results_md import write_section
 
 START, END = "<!-- full_ranking_eval:start -->", "<!-- full_ranking_eval:end -->"
 N_USERS, N_ITEMS, KS = 943, 1682, (5, 10, 20)
@@ -86,25 +86,29 @@ def main() -> None:
     worst = max(abs(ours[name] - value) for name, value in peer.items())
     if worst > 1e-6:
         raise SystemExit(f"the two implementations disagree (max |difference| {worst:.2e}): fix before timing")
-    rows = [("recnb FullRankingEvaluator (batched torch)", ours_wall, ours_cpu),
-            ("per-user NumPy loop (argsort each user)", peer_wall, peer_cpu)]
-    section = "\n".join([
-        START,
-        "## Full-ranking evaluation (`benchmarks/full_ranking_eval.py`)",
-        "",
-        f"{N_USERS} users x {N_ITEMS} items (MovieLens-100K's shape), random scores, 50 masked training items "
-        f"and 50 targets a user; HR/Precision/Recall/NDCG@{{5,10,20}} and MRR, ties by item index; both on one "
-        f"CPU thread; median of {args.repeats} runs after a warm-up. Metrics agree to {worst:.1e}. "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{time.strftime('%Y-%m-%d')}.",
-        "",
-        "| implementation | wall s | CPU s |",
-        "|---|---|---|",
-        *[f"| {name} | {wall:.3f} | {cpu:.3f} |" for name, wall, cpu in rows],
-        "",
-        f"**Ratio: {peer_cpu / ours_cpu:.1f}x less CPU time** ({peer_wall / ours_wall:.1f}x wall) than the per-user loop.",
-        END,
-    ])
+    rows = [
+        ("recnb FullRankingEvaluator (batched torch)", ours_wall, ours_cpu),
+        ("per-user NumPy loop (argsort each user)", peer_wall, peer_cpu),
+    ]
+    section = "\n".join(
+        [
+            START,
+            "## Full-ranking evaluation (`benchmarks/full_ranking_eval.py`)",
+            "",
+            f"{N_USERS} users x {N_ITEMS} items (MovieLens-100K's shape), random scores, 50 masked training items "
+            f"and 50 targets a user; HR/Precision/Recall/NDCG@{{5,10,20}} and MRR, ties by item index; both on one "
+            f"CPU thread; median of {args.repeats} runs after a warm-up. Metrics agree to {worst:.1e}. "
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{time.strftime('%Y-%m-%d')}.",
+            "",
+            "| implementation | wall s | CPU s |",
+            "|---|---|---|",
+            *[f"| {name} | {wall:.3f} | {cpu:.3f} |" for name, wall, cpu in rows],
+            "",
+            f"**Ratio: {peer_cpu / ours_cpu:.1f}x less CPU time** ({peer_wall / ours_wall:.1f}x wall) than the per-user loop.",
+            END,
+        ]
+    )
     print(section)
     if not args.no_write:
         print("wrote", write_section(section, START, END))

@@ -25,9 +25,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from recnb.envs import ENV_ID, MovieLensEnv  # registers the env id
-from recnb.simulator import PerUserSimulator, SimulatorConfig, UserSimulator, movielens_calibration
 from results_md import write_section
+
+from recnb.envs import ENV_ID  # registers the env id
+from recnb.simulator import PerUserSimulator, SimulatorConfig, UserSimulator, movielens_calibration
 
 START, END = "<!-- simulator_throughput:start -->", "<!-- simulator_throughput:end -->"
 
@@ -105,9 +106,13 @@ def gym_env(calibration, config, seconds: float):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="time per measurement")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads; at these tensor sizes a second thread only adds synchronisation, "
-                             "so 1 leaves the second core to the agent")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads; at these tensor sizes a second thread only adds synchronisation, "
+        "so 1 leaves the second core to the agent",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -142,8 +147,8 @@ dedicated core does, and the ratios come from one run).
 
 Batched core vs the per-user loop at 1,024 users: **{speedup:.0f}x** (per CPU-second). The project's targets,
 judged per CPU-second: batched core >= 1,000,000 user-steps/s at 1,024 users --
-{'met' if rate[('batched', 1024)] >= 1e6 else 'MISSED'} ({rate[('batched', 1024)]:,.0f}); single-user env >= 10,000 steps/s --
-{'met' if rate[('gymnasium', 1)] >= 1e4 else 'MISSED'} ({rate[('gymnasium', 1)]:,.0f}). (RecSim's
+{"met" if rate[("batched", 1024)] >= 1e6 else "MISSED"} ({rate[("batched", 1024)]:,.0f}); single-user env >= 10,000 steps/s --
+{"met" if rate[("gymnasium", 1)] >= 1e4 else "MISSED"} ({rate[("gymnasium", 1)]:,.0f}). (RecSim's
 ~10,000 steps/s with 10 candidates is the issue's figure, not measured here.)
 {END}"""
     print("\n" + section)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -66,8 +66,9 @@ def _named(params) -> list[tuple[str, torch.Tensor]]:
     return [(f"#{k}", p) for k, p in enumerate(params)]
 
 
-def check_finite_parameters(params: torch.nn.Module | dict | Iterable[torch.Tensor], *, where: str, step=None,
-                            fix: str = DATA_FIX) -> None:
+def check_finite_parameters(
+    params: torch.nn.Module | dict | Iterable[torch.Tensor], *, where: str, step=None, fix: str = DATA_FIX
+) -> None:
     """Raise :class:`TrainingDiverged` when any weight of ``params`` is NaN or infinite.
 
     ``params``: a module (its parameters), a ``{name: tensor}`` dict or tensors. One reduction a tensor and
@@ -90,15 +91,19 @@ def is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def check_numbers(owner: str, values, *, positive: Iterable[str] = (), non_negative: Iterable[str] = (),
-                  finite: Iterable[str] = ()) -> None:
+def check_numbers(
+    owner: str, values, *, positive: Iterable[str] = (), non_negative: Iterable[str] = (), finite: Iterable[str] = ()
+) -> None:
     """Raise ``ValueError`` unless each named field of ``values`` (a dataclass or any object) is a finite real
     number, ``> 0`` for those in ``positive``, ``>= 0`` for those in ``non_negative``. Bools are refused.
 
     ``owner`` prefixes the message (e.g. ``"BPRConfig"``): ``"BPRConfig.lr must be a finite positive number, got inf"``.
     """
-    rules = [(n, "positive ", lambda v: v > 0) for n in positive] + \
-            [(n, "non-negative ", lambda v: v >= 0) for n in non_negative] + [(n, "", lambda v: True) for n in finite]
+    rules = (
+        [(n, "positive ", lambda v: v > 0) for n in positive]
+        + [(n, "non-negative ", lambda v: v >= 0) for n in non_negative]
+        + [(n, "", lambda v: True) for n in finite]
+    )
     for name, kind, ok in rules:
         v = getattr(values, name)
         real = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))

@@ -43,7 +43,7 @@ class Recommender:
         self.fit_cpu_seconds = 0.0  # CPU seconds of the last fit: what it costs on an idle machine
         self._fitted = False
 
-    def fit(self, train, valid=None) -> "Recommender":
+    def fit(self, train, valid=None) -> Recommender:
         """Learn from ``train`` (a frame of 0-based ``user``/``item`` rows); ``valid`` guides model selection."""
         wall, cpu = time.perf_counter(), time.process_time()
         self._fit(train, valid)
@@ -94,7 +94,7 @@ class RandomRecommender(Recommender):
         super().__init__(n_users, n_items)
         self.seed = seed
 
-    def fit(self, train=None, valid=None) -> "RandomRecommender":
+    def fit(self, train=None, valid=None) -> RandomRecommender:
         return super().fit(train, valid)
 
     def _fit(self, train, valid):
@@ -226,10 +226,16 @@ class TorchRecommender(Recommender):
         super().__init__(n_users, n_items)
         self.config = config or self.config_class()
         if not isinstance(self.config, self.config_class):
-            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(self.config).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(self.config).__name__}"
+            )
         c = self.config
-        check_numbers(type(c).__name__, c, positive=("lr",),
-                      non_negative=tuple(n for n in ("reg", "weight_decay") if hasattr(c, n)))
+        check_numbers(
+            type(c).__name__,
+            c,
+            positive=("lr",),
+            non_negative=tuple(n for n in ("reg", "weight_decay") if hasattr(c, n)),
+        )
         if c.lr <= 0 or c.batch_size <= 0 or c.max_epochs <= 0 or c.eval_every <= 0 or c.patience <= 0:
             raise ValueError("lr, batch_size, max_epochs, eval_every and patience must all be positive")
         torch.manual_seed(c.seed)
@@ -264,8 +270,9 @@ class TorchRecommender(Recommender):
             self.net.train()
             self._epoch_number = epoch
             loss = self._epoch(users, items, optimiser, gen)
-            check_finite_parameters(self.net, where=f"{type(self).__name__} training", step=f"epoch {epoch}",
-                                    fix=self._diverged_fix())
+            check_finite_parameters(
+                self.net, where=f"{type(self).__name__} training", step=f"epoch {epoch}", fix=self._diverged_fix()
+            )
             row = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - start}
             if evaluator is not None and epoch % c.eval_every == 0:
                 self.net.eval()
@@ -294,8 +301,12 @@ class TorchRecommender(Recommender):
 
     def _finite_loss(self, loss, step: int) -> float:
         """The batch loss as a float (read for the epoch's mean anyway); raises TrainingDiverged when NaN or infinite."""
-        return finite_or_raise(loss, where=f"{type(self).__name__} training",
-                               step=f"epoch {getattr(self, '_epoch_number', '?')}, step {step}", fix=self._diverged_fix())
+        return finite_or_raise(
+            loss,
+            where=f"{type(self).__name__} training",
+            step=f"epoch {getattr(self, '_epoch_number', '?')}, step {step}",
+            fix=self._diverged_fix(),
+        )
 
     def _negatives(self, users, gen) -> torch.Tensor:
         """Uniform random items, resampled (twice) where the user rated them: near-exact unrated negatives."""
@@ -339,7 +350,7 @@ class BPR(TorchRecommender):
         c, total = self.config, 0.0
         order = torch.randperm(len(users), generator=gen)
         for step, lo in enumerate(range(0, len(order), c.batch_size), 1):
-            idx = order[lo:lo + c.batch_size]
+            idx = order[lo : lo + c.batch_size]
             u, i = users[idx], items[idx]
             j = self._negatives(u, gen)
             pu, qi, qj = self.net.user(u), self.net.item(i), self.net.item(j)
@@ -410,7 +421,7 @@ class NeuMF(TorchRecommender):
         y_all = torch.cat([torch.ones(len(items)), torch.zeros(len(items) * c.negatives)])
         order = torch.randperm(len(u_all), generator=gen)
         for step, lo in enumerate(range(0, len(order), c.batch_size), 1):
-            idx = order[lo:lo + c.batch_size]
+            idx = order[lo : lo + c.batch_size]
             loss = F.binary_cross_entropy_with_logits(self.net(u_all[idx], i_all[idx]), y_all[idx])
             optimiser.zero_grad()
             loss.backward()
@@ -419,5 +430,8 @@ class NeuMF(TorchRecommender):
         return total / len(u_all)
 
     def _scores(self, users):
-        return torch.cat([self.net.all_items(chunk) for chunk in users.split(128)]) if len(users) else \
-            torch.empty(0, self.n_items)
+        return (
+            torch.cat([self.net.all_items(chunk) for chunk in users.split(128)])
+            if len(users)
+            else torch.empty(0, self.n_items)
+        )

@@ -30,9 +30,10 @@ import shutil
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from filelock import FileLock
 
@@ -83,6 +84,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 # ---------------------------------------------------------------- locks and atomic writes
+
 
 def lock_path(target: str | os.PathLike) -> Path:
     """The lock file of a cache entry: ``.<name>.lock`` in the entry's folder."""
@@ -153,6 +155,7 @@ def atomic_directory(target: str | os.PathLike):
 
 # ---------------------------------------------------------------- single-file entries with a sha256 sidecar
 
+
 def sidecar(path: str | os.PathLike) -> Path:
     """The sidecar of an entry: ``<stem>.json`` with its sha256 and any metadata."""
     return Path(path).with_suffix(".json")
@@ -195,8 +198,15 @@ def read_entry(path: str | os.PathLike) -> tuple[bytes, dict] | None:
     return data, meta
 
 
-def cached(path: str | os.PathLike, *, load: Callable[[bytes, dict], T], build: Callable[[], T],
-           dump: Callable[[T], tuple[bytes, dict]], what: str, refresh: bool = False) -> T:
+def cached(
+    path: str | os.PathLike,
+    *,
+    load: Callable[[bytes, dict], T],
+    build: Callable[[], T],
+    dump: Callable[[T], tuple[bytes, dict]],
+    what: str,
+    refresh: bool = False,
+) -> T:
     """The cache policy for one single-file entry: read, else lock, read again, build, save.
 
     ``load(data, meta)`` parses verified bytes (raise :class:`CorruptEntry` on contents of the wrong
@@ -215,8 +225,12 @@ def cached(path: str | os.PathLike, *, load: Callable[[bytes, dict], T], build: 
         held = lock(path)
         held.acquire()
     except OSError as exc:  # a read-only or missing data dir: compute, but say why nothing is saved
-        warnings.warn(f"{what} {path} cannot be saved ({exc}); computing it without a cache. Set "
-                      "RECNB_DATA_DIR to a writable folder to keep it.", CacheWarning, stacklevel=3)
+        warnings.warn(
+            f"{what} {path} cannot be saved ({exc}); computing it without a cache. Set "
+            "RECNB_DATA_DIR to a writable folder to keep it.",
+            CacheWarning,
+            stacklevel=3,
+        )
         return build()
     try:
         if not refresh:
@@ -230,8 +244,12 @@ def cached(path: str | os.PathLike, *, load: Callable[[bytes, dict], T], build: 
         try:
             write_entry(path, *dump(value))
         except OSError as exc:
-            warnings.warn(f"{what} {path} could not be saved ({exc}); the value is returned but not cached. "
-                          "Free some disk space or set RECNB_DATA_DIR to a writable folder.", CacheWarning, stacklevel=3)
+            warnings.warn(
+                f"{what} {path} could not be saved ({exc}); the value is returned but not cached. "
+                "Free some disk space or set RECNB_DATA_DIR to a writable folder.",
+                CacheWarning,
+                stacklevel=3,
+            )
         return value
     finally:
         held.release()

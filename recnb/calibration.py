@@ -50,13 +50,17 @@ class Calibration:
 
     def choice_logits(self) -> torch.Tensor:
         """FloatTensor [U, N]: ``logit P(user rated film)`` at the start of a session (notebook 04)."""
-        return (self.choice_user_bias[:, None] + self.choice_item_bias[None, :]
-                + self.choice_user_factors @ self.choice_item_factors.T)
+        return (
+            self.choice_user_bias[:, None]
+            + self.choice_item_bias[None, :]
+            + self.choice_user_factors @ self.choice_item_factors.T
+        )
 
     def ratings(self) -> torch.Tensor:
         """FloatTensor [U, N]: the rating model's rating of every film, clipped to [1, 5] (notebook 04)."""
-        return (self.mu + self.user_bias[:, None] + self.item_bias[None, :]
-                + self.user_factors @ self.item_factors.T).clamp(1.0, 5.0)
+        return (
+            self.mu + self.user_bias[:, None] + self.item_bias[None, :] + self.user_factors @ self.item_factors.T
+        ).clamp(1.0, 5.0)
 
 
 def _check_fit_numbers(where: str, lr, l2) -> None:
@@ -68,8 +72,17 @@ def _check_fit_numbers(where: str, lr, l2) -> None:
     check_numbers(where, SimpleNamespace(lr=lr, l2=l2), positive=("lr",), non_negative=("l2",))
 
 
-def fit_choice_model(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, dim: int = 16,
-                     l2: float = 1.0, steps: int = 200, lr: float = 0.05, seed: int = 0):
+def fit_choice_model(
+    users: np.ndarray,
+    items: np.ndarray,
+    n_users: int,
+    n_items: int,
+    dim: int = 16,
+    l2: float = 1.0,
+    steps: int = 200,
+    lr: float = 0.05,
+    seed: int = 0,
+):
     """Logistic MF on the whole user x film 0/1 matrix, full-batch Adam, seeded; returns (P, a, Q, b) (notebook 04).
 
     Dense is cheap here (943 x 1,682 cells) and uses every unrated film as a negative, so the
@@ -93,7 +106,9 @@ def fit_choice_model(users: np.ndarray, items: np.ndarray, n_users: int, n_items
     for step in range(steps):
         opt.zero_grad()
         logits = torch.addmm(a + b, P, Q.T)
-        loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") + l2 * (P.pow(2).sum() + Q.pow(2).sum())
+        loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") + l2 * (
+            P.pow(2).sum() + Q.pow(2).sum()
+        )
         finite_or_raise(loss, where=where, step=f"step {step + 1} of {steps}", fix=fix)  # CPU scalar: no sync to pay
         loss.backward()
         opt.step()
@@ -101,8 +116,18 @@ def fit_choice_model(users: np.ndarray, items: np.ndarray, n_users: int, n_items
     return P.detach(), a.detach()[:, 0], Q.detach(), b.detach()[0]
 
 
-def fit_rating_model(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int,
-                     dim: int = 16, l2: float = 10.0, steps: int = 300, lr: float = 0.05, seed: int = 0):
+def fit_rating_model(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    n_users: int,
+    n_items: int,
+    dim: int = 16,
+    l2: float = 10.0,
+    steps: int = 300,
+    lr: float = 0.05,
+    seed: int = 0,
+):
     """Explicit MF with biases, shrunk by count; returns (mu, P, b_u, Q, b_i, train RMSE) (notebook 04).
 
     The penalty ``l2 * (|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2)`` is summed once per user and per film, so a
@@ -134,7 +159,9 @@ def fit_rating_model(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, 
         finite_or_raise(loss, where=where, step=f"step {step + 1} of {steps}", fix=fix)  # CPU scalar: no sync to pay
         loss.backward()
         opt.step()
-    check_finite_parameters({"P": P, "Q": Q, "b_u": bu, "b_i": bi}, where=where, step=f"the end ({steps} steps)", fix=fix)
+    check_finite_parameters(
+        {"P": P, "Q": Q, "b_u": bu, "b_i": bi}, where=where, step=f"the end ({steps} steps)", fix=fix
+    )
     with torch.no_grad():
         for table, index, size in ((Q, i, n_items), (bi, i, n_items), (P, u, n_users), (bu, u, n_users)):
             table[torch.bincount(index, minlength=size) == 0] = 0.0  # no data: the prior
@@ -143,8 +170,14 @@ def fit_rating_model(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, 
     return mu, P.detach(), bu.detach(), Q.detach(), bi.detach(), rmse
 
 
-def calibrate(ratings_train: pd.DataFrame, items: pd.DataFrame, dim: int = 16, seed: int = 0,
-              rating_l2: float = 10.0, choice_l2: float = 1.0) -> Calibration:
+def calibrate(
+    ratings_train: pd.DataFrame,
+    items: pd.DataFrame,
+    dim: int = 16,
+    seed: int = 0,
+    rating_l2: float = 10.0,
+    choice_l2: float = 1.0,
+) -> Calibration:
     """Fit the simulator's choice and rating models on a training split only (notebook 04).
 
     The penalties default to the values chosen on MovieLens-100K's Track A validation part; a much
@@ -152,8 +185,10 @@ def calibrate(ratings_train: pd.DataFrame, items: pd.DataFrame, dim: int = 16, s
     """
     need = {"user_id", "item_id", "rating"}
     if not need <= set(ratings_train.columns):
-        raise ValueError(f"ratings_train lacks columns {sorted(need - set(ratings_train.columns))}; "
-                         "pass a split's train frame, e.g. split_random(ml.indexed()).train")
+        raise ValueError(
+            f"ratings_train lacks columns {sorted(need - set(ratings_train.columns))}; "
+            "pass a split's train frame, e.g. split_random(ml.indexed()).train"
+        )
     if ratings_train.empty:
         raise ValueError("ratings_train is empty; pass the training split of MovieLens")
     if not {"item_id", "genres"} <= set(items.columns):
@@ -161,15 +196,19 @@ def calibrate(ratings_train: pd.DataFrame, items: pd.DataFrame, dim: int = 16, s
     item_ids = items["item_id"].to_numpy()
     if np.any(np.diff(item_ids) <= 0):
         raise ValueError("items must be sorted by item_id without duplicates (as MovieLens.items is)")
-    frame = ratings_train.sort_values(["user_id", "timestamp", "item_id"] if "timestamp" in ratings_train
-                                      else ["user_id", "item_id"], kind="stable")
+    frame = ratings_train.sort_values(
+        ["user_id", "timestamp", "item_id"] if "timestamp" in ratings_train else ["user_id", "item_id"], kind="stable"
+    )
     item_idx = np.searchsorted(item_ids, frame["item_id"].to_numpy())
-    if np.any(item_idx >= len(item_ids)) or np.any(item_ids[np.minimum(item_idx, len(item_ids) - 1)] != frame["item_id"].to_numpy()):
+    if np.any(item_idx >= len(item_ids)) or np.any(
+        item_ids[np.minimum(item_idx, len(item_ids) - 1)] != frame["item_id"].to_numpy()
+    ):
         raise KeyError("ratings_train has item ids that are not in items; pass the items of the same dataset")
     user_ids, user_idx = np.unique(frame["user_id"].to_numpy(), return_inverse=True)
     n_users, n_items = len(user_ids), len(item_ids)
-    mu, P, bu, Q, bi, rmse = fit_rating_model(user_idx, item_idx, frame["rating"].to_numpy(), n_users, n_items,
-                                              dim=dim, l2=rating_l2, seed=seed)
+    mu, P, bu, Q, bi, rmse = fit_rating_model(
+        user_idx, item_idx, frame["rating"].to_numpy(), n_users, n_items, dim=dim, l2=rating_l2, seed=seed
+    )
     cP, ca, cQ, cb = fit_choice_model(user_idx, item_idx, n_users, n_items, dim=dim, l2=choice_l2, seed=seed)
     genre_index = {g: k for k, g in enumerate(GENRES)}
     genres = torch.zeros(n_items, len(GENRES))
@@ -183,8 +222,18 @@ def calibrate(ratings_train: pd.DataFrame, items: pd.DataFrame, dim: int = 16, s
     return Calibration(mu, P, bu, Q, bi, cP, ca, cQ, cb, genres, popularity, train_items, user_ids, rmse)
 
 
-_TENSORS = ("user_factors", "user_bias", "item_factors", "item_bias", "choice_user_factors", "choice_user_bias",
-            "choice_item_factors", "choice_item_bias", "item_genres", "item_popularity")
+_TENSORS = (
+    "user_factors",
+    "user_bias",
+    "item_factors",
+    "item_bias",
+    "choice_user_factors",
+    "choice_user_bias",
+    "choice_item_factors",
+    "choice_item_bias",
+    "item_genres",
+    "item_popularity",
+)
 
 
 def _calibration_bytes(cal: Calibration) -> bytes:
@@ -193,9 +242,15 @@ def _calibration_bytes(cal: Calibration) -> bytes:
 
     lengths = torch.as_tensor([len(t) for t in cal.train_items], dtype=torch.long)
     tensors = {name: getattr(cal, name) for name in _TENSORS}
-    tensors.update({"mu": torch.tensor([cal.mu]), "train_lengths": lengths,
-                    "train_flat": torch.as_tensor(np.concatenate(cal.train_items), dtype=torch.long),
-                    "user_ids": torch.as_tensor(cal.user_ids, dtype=torch.long), "train_rmse": torch.tensor([cal.train_rmse])})
+    tensors.update(
+        {
+            "mu": torch.tensor([cal.mu]),
+            "train_lengths": lengths,
+            "train_flat": torch.as_tensor(np.concatenate(cal.train_items), dtype=torch.long),
+            "user_ids": torch.as_tensor(cal.user_ids, dtype=torch.long),
+            "train_rmse": torch.tensor([cal.train_rmse]),
+        }
+    )
     return save({k: v.contiguous() for k, v in tensors.items()})
 
 
@@ -211,8 +266,15 @@ def _calibration_from_bytes(data: bytes, meta: dict | None = None) -> Calibratio
         ends = t["train_lengths"].cumsum(0).tolist()
         flat = t["train_flat"].numpy()
         train_items = [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
-        return Calibration(float(t["mu"]), *(t[name] for name in _TENSORS[:8]), t["item_genres"], t["item_popularity"],
-                           train_items, t["user_ids"].numpy(), float(t["train_rmse"]))
+        return Calibration(
+            float(t["mu"]),
+            *(t[name] for name in _TENSORS[:8]),
+            t["item_genres"],
+            t["item_popularity"],
+            train_items,
+            t["user_ids"].numpy(),
+            float(t["train_rmse"]),
+        )
     except (SafetensorError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise CorruptEntry(f"not a calibration ({exc!r})") from exc
 
@@ -252,12 +314,23 @@ def movielens_calibration(seed: int = 0, dim: int = 16, refresh: bool = False) -
         ml = load_movielens("100k")
         return calibrate(split_random(ml.indexed(), seed=seed).train, ml.items, dim=dim, seed=seed)
 
-    path = config.data_dir(create=False) / "simulator" / f"ml-100k-calibration-v{CALIBRATION_VERSION}-seed{seed}-dim{dim}.safetensors"
-    return cache.cached(path, load=_calibration_from_bytes, build=fit, dump=lambda cal: (_calibration_bytes(cal), {}),
-                        what="simulator calibration", refresh=refresh)
+    path = (
+        config.data_dir(create=False)
+        / "simulator"
+        / f"ml-100k-calibration-v{CALIBRATION_VERSION}-seed{seed}-dim{dim}.safetensors"
+    )
+    return cache.cached(
+        path,
+        load=_calibration_from_bytes,
+        build=fit,
+        dump=lambda cal: (_calibration_bytes(cal), {}),
+        what="simulator calibration",
+        refresh=refresh,
+    )
 
 
 # ---------------------------------------------------------------- fidelity against held-out real data
+
 
 def greedy_first_picks(cal: Calibration, scores: torch.Tensor | None = None) -> torch.Tensor:
     """LongTensor [U]: each user's most likely choice among films they have not rated in training (notebook 04).
@@ -266,8 +339,10 @@ def greedy_first_picks(cal: Calibration, scores: torch.Tensor | None = None) -> 
     """
     logits = (cal.choice_logits() if scores is None else torch.as_tensor(scores, dtype=torch.float32)).clone()
     if logits.shape != (len(cal.train_items), cal.item_popularity.shape[0]):
-        raise ValueError(f"scores must have shape ({len(cal.train_items)}, {cal.item_popularity.shape[0]}) "
-                         f"(calibration users x films), got {tuple(logits.shape)}")
+        raise ValueError(
+            f"scores must have shape ({len(cal.train_items)}, {cal.item_popularity.shape[0]}) "
+            f"(calibration users x films), got {tuple(logits.shape)}"
+        )
     for row, seen in enumerate(cal.train_items):
         logits[row, torch.as_tensor(seen, dtype=torch.long)] = float("-inf")
     return logits.argmax(1)
@@ -296,8 +371,9 @@ RATING_BINS = np.arange(0.5, 6.0)  # one bin per star, 1..5
 
 def rating_distance(simulated, real) -> float:
     """Total-variation distance between the star histograms of two rating samples, rounded to 1..5 (notebook 04)."""
-    return histogram_distance(np.round(np.asarray(simulated, dtype=float)), np.round(np.asarray(real, dtype=float)),
-                              RATING_BINS)
+    return histogram_distance(
+        np.round(np.asarray(simulated, dtype=float)), np.round(np.asarray(real, dtype=float)), RATING_BINS
+    )
 
 
 def popularity_bins(cal: Calibration, n_bins: int = 20) -> np.ndarray:
@@ -309,8 +385,9 @@ def popularity_bins(cal: Calibration, n_bins: int = 20) -> np.ndarray:
 def popularity_distance(cal: Calibration, items_a, items_b, n_bins: int = 20) -> float:
     """Total-variation distance between the popularity (log training count) histograms of two film samples (notebook 04)."""
     pop = np.log1p(cal.item_popularity.numpy())
-    return histogram_distance(pop[np.asarray(items_a, dtype=np.int64)], pop[np.asarray(items_b, dtype=np.int64)],
-                              popularity_bins(cal, n_bins))
+    return histogram_distance(
+        pop[np.asarray(items_a, dtype=np.int64)], pop[np.asarray(items_b, dtype=np.int64)], popularity_bins(cal, n_bins)
+    )
 
 
 def calibration_rows(cal: Calibration, frame: pd.DataFrame) -> np.ndarray:
@@ -320,12 +397,22 @@ def calibration_rows(cal: Calibration, frame: pd.DataFrame) -> np.ndarray:
     index_of = dict(zip(frame["user_id"].to_numpy().tolist(), frame["user"].to_numpy().tolist()))
     missing = [int(u) for u in cal.user_ids if int(u) not in index_of]
     if missing:
-        raise KeyError(f"calibration users {missing[:5]} are not in the frame; pass the split the calibration was fitted on")
+        raise KeyError(
+            f"calibration users {missing[:5]} are not in the frame; pass the split the calibration was fitted on"
+        )
     return np.asarray([index_of[int(u)] for u in cal.user_ids], dtype=np.int64)
 
 
-def ranking_fidelity(cal: Calibration, split, n_users: int, n_items: int, others: dict | None = None,
-                     part: str = "test", k: int = 10, seed: int = 0) -> dict:
+def ranking_fidelity(
+    cal: Calibration,
+    split,
+    n_users: int,
+    n_items: int,
+    others: dict | None = None,
+    part: str = "test",
+    k: int = 10,
+    seed: int = 0,
+) -> dict:
     """The choice and rating models as rankers of a held-out part, beside popularity, random and ``others`` (notebook 04).
 
     Full-ranking evaluation (``recnb.metrics.split_evaluator``: training and, for test, validation
@@ -336,13 +423,19 @@ def ranking_fidelity(cal: Calibration, split, n_users: int, n_items: int, others
 
     rows = torch.as_tensor(calibration_rows(cal, split.train))
     if int(rows.max()) >= n_users or cal.item_popularity.shape[0] != n_items:
-        raise ValueError(f"the calibration ({len(rows)} users, {cal.item_popularity.shape[0]} films) does not fit "
-                         f"a catalogue of {n_users} users and {n_items} films")
+        raise ValueError(
+            f"the calibration ({len(rows)} users, {cal.item_popularity.shape[0]} films) does not fit "
+            f"a catalogue of {n_users} users and {n_items} films"
+        )
     evaluator = split_evaluator(split, part, n_users, n_items, ks=(k,))
     gen = torch.Generator().manual_seed(seed)
-    rankers = {"choice model": cal.choice_logits(), "rating model": cal.ratings(), **(others or {}),
-               "popularity": cal.item_popularity.expand(len(rows), -1),
-               "random": torch.rand(len(rows), n_items, generator=gen)}
+    rankers = {
+        "choice model": cal.choice_logits(),
+        "rating model": cal.ratings(),
+        **(others or {}),
+        "popularity": cal.item_popularity.expand(len(rows), -1),
+        "random": torch.rand(len(rows), n_items, generator=gen),
+    }
     out = {}
     for name, scores in rankers.items():
         scores = torch.as_tensor(scores, dtype=torch.float32)
@@ -355,8 +448,9 @@ def ranking_fidelity(cal: Calibration, split, n_users: int, n_items: int, others
 
 
 @torch.no_grad()
-def simulated_choices(cal: Calibration, n_users: int = 2000, steps: int = 5, slate_size: int = 5,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def simulated_choices(
+    cal: Calibration, n_users: int = 2000, steps: int = 5, slate_size: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(films clicked, their ratings) of simulated users shown random slates, long-term effects off (notebook 04).
 
     A random recommender does not steer the choice, so what gets clicked is the simulated user's own
@@ -413,9 +507,20 @@ class FidelityReport:
         return pd.DataFrame(rows, columns=["what", "sample", "distance to real"]).set_index(["what", "sample"])
 
 
-def fidelity_report(cal: Calibration, split, n_users: int, n_items: int, others: dict | None = None,
-                    part: str = "test", k: int = 10, max_ratings: int = 5, n_sim_users: int = 2000,
-                    steps: int = 5, slate_size: int = 5, seed: int = 0) -> FidelityReport:
+def fidelity_report(
+    cal: Calibration,
+    split,
+    n_users: int,
+    n_items: int,
+    others: dict | None = None,
+    part: str = "test",
+    k: int = 10,
+    max_ratings: int = 5,
+    n_sim_users: int = 2000,
+    steps: int = 5,
+    slate_size: int = 5,
+    seed: int = 0,
+) -> FidelityReport:
     """Every fidelity check of the simulated user against ``split``'s held-out ``part`` (notebook 04).
 
     Rankers: :func:`ranking_fidelity`. Winner's curse: :func:`rare_pick_share`. Choices:
@@ -441,16 +546,23 @@ def fidelity_report(cal: Calibration, split, n_users: int, n_items: int, others:
     model_on_real = cal.ratings()[torch.as_tensor(rows), torch.as_tensor(real_items)].numpy()
     train_mean = float(split.train["rating"].mean())
     return FidelityReport(
-        rankers=rankers, k=k, rare_share=float((counts <= max_ratings).mean()), max_ratings=max_ratings,
-        first_pick_counts=counts, simulated_items=sim_items, simulated_ratings=sim_ratings,
-        real_items=real_items, real_ratings=real_ratings,
+        rankers=rankers,
+        k=k,
+        rare_share=float((counts <= max_ratings).mean()),
+        max_ratings=max_ratings,
+        first_pick_counts=counts,
+        simulated_items=sim_items,
+        simulated_ratings=sim_ratings,
+        real_items=real_items,
+        real_ratings=real_ratings,
         popularity_distance=popularity_distance(cal, sim_items, real_items),
         popularity_references={"uniformly random films": popularity_distance(cal, random_items, real_items)},
         rating_distance=rating_distance(sim_ratings, real_ratings),
-        rating_references={"the training mean, every time": rating_distance(np.full(len(real_ratings), train_mean),
-                                                                             real_ratings),
-                           "uniformly random stars": rating_distance(rng.integers(1, 6, len(real_ratings)),
-                                                                     real_ratings),
-                           "rating model on the real held-out pairs": rating_distance(model_on_real, real_ratings)},
+        rating_references={
+            "the training mean, every time": rating_distance(np.full(len(real_ratings), train_mean), real_ratings),
+            "uniformly random stars": rating_distance(rng.integers(1, 6, len(real_ratings)), real_ratings),
+            "rating model on the real held-out pairs": rating_distance(model_on_real, real_ratings),
+        },
         protocol=f"{split.protocol}, {part} part; simulated: {n_sim_users} users, {steps} steps of "
-                 f"{slate_size} random films, long-term effects off, seed {seed}")
+        f"{slate_size} random films, long-term effects off, seed {seed}",
+    )

@@ -37,37 +37,73 @@ class Chapter:
 
 
 CHAPTERS = (
-    Chapter("00", "00_setup_and_tour.ipynb", "Setup and tour",
-            "environment check, run profiles, verified data sources, exercises"),
-    Chapter("01", "01_data_preparation.ipynb", "Data preparation",
-            "MovieLens-100K schema, long tail, Track A / Track B / cold-start splits, user histories"),
-    Chapter("02", "02_collaborative_filtering_baselines.ipynb", "Collaborative-filtering and deep baselines",
-            "one full-ranking evaluator (HR, NDCG, Recall, MRR, coverage, Gini), popularity, item-kNN, BPR-MF, "
-            "NeuMF, early stopping, Track A vs B, popularity bias"),
-    Chapter("03", "03_language_model_embeddings.ipynb", "Language-model item embeddings and cold start",
-            "item text, MiniLM via transformers (masked mean pooling), embedding cache, neighbours, PCA/t-SNE, "
-            "free-text search, cold start (5 seeds), text→BPR hybrid, int8"),
-    Chapter("04", "04_reward_design_and_user_simulator.ipynb", "Reward design and a simulated user",
-            "reward functions, a two-part simulated user (choice from implicit feedback, rating shrunk by count) "
-            "checked on held-out real data (ranking vs BPR, rare first picks, popularity and rating distances), "
-            "drift/fatigue/boredom/leaving, a hidden per-user trait, the platform's view vs the oracle, a tuned "
-            "diversifying heuristic"),
-    Chapter("05", "05_tabular_q_learning_and_sarsa.ipynb", "Tabular Q-learning and SARSA",
-            "bandits, genre MDP, value/policy iteration, Q-learning, SARSA, expected SARSA within 1% of the "
-            "optimum, γ and ε, what the abstraction carries back to the full simulator"),
-    Chapter("06", "06_deep_q_networks.ipynb", "Deep Q-networks for recommendation",
-            "the platform's view only, disjoint training/evaluation users, item-feature Q-network with a learned "
-            "price of repetition, on-device replay, target net, Double DQN, n-step, masking, terminated vs "
-            "truncated, 5 seeds against tuned heuristics and a labelled oracle with paired per-user intervals, "
-            "Q vs Monte-Carlo, GPU/Colab path"),
-    Chapter("07", "07_language_models_meet_rl.ipynb", "Language models meet RL",
-            "text vs ID Q-networks on the platform's view, warm start from the platform's BPR, cold-start films "
-            "(5 seeds, held-out users; text ≥ 70% of its warm click rate, asserted), text-shuffle ablation, "
-            "serving rule (skip ignored items), TD fine-tuning, SQN, explanations"),
-    Chapter("08", "08_evaluation_and_comparison.ipynb", "Off-policy evaluation and the side-by-side comparison",
-            "off-policy evaluation (DM, IPS, SNIPS, DR) vs simulator truth, language-model, CF and RL "
-            "recommenders on 5 axes beside baselines and a labelled oracle, RL vs the best tuned heuristic "
-            "(paired), exposure, shilling robustness"),
+    Chapter(
+        "00",
+        "00_setup_and_tour.ipynb",
+        "Setup and tour",
+        "environment check, run profiles, verified data sources, exercises",
+    ),
+    Chapter(
+        "01",
+        "01_data_preparation.ipynb",
+        "Data preparation",
+        "MovieLens-100K schema, long tail, Track A / Track B / cold-start splits, user histories",
+    ),
+    Chapter(
+        "02",
+        "02_collaborative_filtering_baselines.ipynb",
+        "Collaborative-filtering and deep baselines",
+        "one full-ranking evaluator (HR, NDCG, Recall, MRR, coverage, Gini), popularity, item-kNN, BPR-MF, "
+        "NeuMF, early stopping, Track A vs B, popularity bias",
+    ),
+    Chapter(
+        "03",
+        "03_language_model_embeddings.ipynb",
+        "Language-model item embeddings and cold start",
+        "item text, MiniLM via transformers (masked mean pooling), embedding cache, neighbours, PCA/t-SNE, "
+        "free-text search, cold start (5 seeds), text→BPR hybrid, int8",
+    ),
+    Chapter(
+        "04",
+        "04_reward_design_and_user_simulator.ipynb",
+        "Reward design and a simulated user",
+        "reward functions, a two-part simulated user (choice from implicit feedback, rating shrunk by count) "
+        "checked on held-out real data (ranking vs BPR, rare first picks, popularity and rating distances), "
+        "drift/fatigue/boredom/leaving, a hidden per-user trait, the platform's view vs the oracle, a tuned "
+        "diversifying heuristic",
+    ),
+    Chapter(
+        "05",
+        "05_tabular_q_learning_and_sarsa.ipynb",
+        "Tabular Q-learning and SARSA",
+        "bandits, genre MDP, value/policy iteration, Q-learning, SARSA, expected SARSA within 1% of the "
+        "optimum, γ and ε, what the abstraction carries back to the full simulator",
+    ),
+    Chapter(
+        "06",
+        "06_deep_q_networks.ipynb",
+        "Deep Q-networks for recommendation",
+        "the platform's view only, disjoint training/evaluation users, item-feature Q-network with a learned "
+        "price of repetition, on-device replay, target net, Double DQN, n-step, masking, terminated vs "
+        "truncated, 5 seeds against tuned heuristics and a labelled oracle with paired per-user intervals, "
+        "Q vs Monte-Carlo, GPU/Colab path",
+    ),
+    Chapter(
+        "07",
+        "07_language_models_meet_rl.ipynb",
+        "Language models meet RL",
+        "text vs ID Q-networks on the platform's view, warm start from the platform's BPR, cold-start films "
+        "(5 seeds, held-out users; text ≥ 70% of its warm click rate, asserted), text-shuffle ablation, "
+        "serving rule (skip ignored items), TD fine-tuning, SQN, explanations",
+    ),
+    Chapter(
+        "08",
+        "08_evaluation_and_comparison.ipynb",
+        "Off-policy evaluation and the side-by-side comparison",
+        "off-policy evaluation (DM, IPS, SNIPS, DR) vs simulator truth, language-model, CF and RL "
+        "recommenders on 5 axes beside baselines and a labelled oracle, RL vs the best tuned heuristic "
+        "(paired), exposure, shilling robustness",
+    ),
 )
 
 
@@ -145,8 +181,9 @@ def chapter_table(runtimes: dict | None = None):
     import pandas as pd
 
     runtimes = runtimes or load_runtimes()
-    return pd.DataFrame([(c.file, c.title, minutes(c, runtimes)) for c in CHAPTERS],
-                        columns=["notebook", "title", "minutes"])
+    return pd.DataFrame(
+        [(c.file, c.title, minutes(c, runtimes)) for c in CHAPTERS], columns=["notebook", "title", "minutes"]
+    )
 
 
 def runs_described(runtimes: dict | None = None) -> str:
@@ -158,10 +195,12 @@ def runs_described(runtimes: dict | None = None) -> str:
     machines = sorted({e["machine"] for e in entries})
     loads = [e["load"] for e in entries]
     when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
-    return (f"wall time of each notebook in the default profile, executed from a fresh kernel by "
-            f"`scripts/run_notebooks.py --in-place` (the run that wrote the committed outputs) on {when}, "
-            f"on {' / '.join(machines)}, 1-minute load average {min(loads):.1f} to {max(loads):.1f} "
-            f"at each notebook's start")
+    return (
+        f"wall time of each notebook in the default profile, executed from a fresh kernel by "
+        f"`scripts/run_notebooks.py --in-place` (the run that wrote the committed outputs) on {when}, "
+        f"on {' / '.join(machines)}, 1-minute load average {min(loads):.1f} to {max(loads):.1f} "
+        f"at each notebook's start"
+    )
 
 
 def readme_table(runtimes: dict | None = None) -> str:
@@ -171,8 +210,10 @@ def readme_table(runtimes: dict | None = None) -> str:
     for c in CHAPTERS:
         m = minutes(c, runtimes)
         badge = f"[![Open In Colab]({COLAB_BADGE})]({colab_url(c)})"
-        rows.append(f"| {c.number} | [{c.title}](notebooks/{c.file}) | {badge} | "
-                    f"{'n/a' if m is None else f'{m:.1f}'} | {c.concepts} |")
+        rows.append(
+            f"| {c.number} | [{c.title}](notebooks/{c.file}) | {badge} | "
+            f"{'n/a' if m is None else f'{m:.1f}'} | {c.concepts} |"
+        )
     return "\n".join(rows)
 
 
@@ -184,7 +225,11 @@ def record_runtimes(measured: dict, *, date: str, machine: str, path: Path = RUN
         raise ValueError(f"{unknown} are not chapters; add them to recnb.chapters.CHAPTERS first")
     runtimes = load_runtimes(path)
     for file, (seconds, load) in measured.items():
-        runtimes["notebooks"][file] = {"seconds": round(float(seconds), 1), "date": date, "machine": machine,
-                                       "load": round(float(load), 2)}
+        runtimes["notebooks"][file] = {
+            "seconds": round(float(seconds), 1),
+            "date": date,
+            "machine": machine,
+            "load": round(float(load), 2),
+        }
     runtimes["notebooks"] = {c.file: runtimes["notebooks"][c.file] for c in CHAPTERS if c.file in runtimes["notebooks"]}
     atomic_write(path, (json.dumps(runtimes, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))

@@ -122,8 +122,9 @@ def _ridge(X, Y, w, alpha):
     return W, my - mx @ W
 
 
-def fit_text_projection(text_vectors, factors, bias, counts, alphas=(0.1, 1.0, 10.0, 100.0),
-                        seed: int = 0) -> TextProjection:
+def fit_text_projection(
+    text_vectors, factors, bias, counts, alphas=(0.1, 1.0, 10.0, 100.0), seed: int = 0
+) -> TextProjection:
     """Ridge regression text -> [factors, bias] on rated items, weighted by log(1 + ratings) (notebook 03).
 
     The penalty is chosen on a random 20% of the rated items held out from the fit, then refit on all.
@@ -160,8 +161,14 @@ def cold_evaluator(split, n_users: int, item_index: np.ndarray, k: int = 10) -> 
     cold = np.asarray(item_index)
     targets = split.cold_test.assign(item=np.searchsorted(cold, split.cold_test["item"].to_numpy()))
     empty = np.zeros((0, 2), dtype=np.int64)  # nothing to mask: no cold item was seen in training
-    return FullRankingEvaluator(empty, targets[["user", "item"]], n_users, len(cold), ks=(k,),
-                                protocol=f"{split.protocol}; ranking among the {len(cold)} cold items")
+    return FullRankingEvaluator(
+        empty,
+        targets[["user", "item"]],
+        n_users,
+        len(cold),
+        ks=(k,),
+        protocol=f"{split.protocol}; ranking among the {len(cold)} cold items",
+    )
 
 
 def _masked(scores: np.ndarray, columns: np.ndarray) -> torch.Tensor:
@@ -171,8 +178,13 @@ def _masked(scores: np.ndarray, columns: np.ndarray) -> torch.Tensor:
     return out
 
 
-def run_seed(ratings: pd.DataFrame, items: pd.DataFrame, text_vectors: np.ndarray, seed: int,
-             config: ColdStartConfig | None = None) -> list[dict]:
+def run_seed(
+    ratings: pd.DataFrame,
+    items: pd.DataFrame,
+    text_vectors: np.ndarray,
+    seed: int,
+    config: ColdStartConfig | None = None,
+) -> list[dict]:
     """One seed of the study: rows of (seed, setting, model, metric values) (notebook 03)."""
     c = config or ColdStartConfig()
     n_users, n_items = int(ratings["user"].max()) + 1, len(items)
@@ -214,24 +226,48 @@ def run_seed(ratings: pd.DataFrame, items: pd.DataFrame, text_vectors: np.ndarra
         return _masked(P @ Qh.T + bh, cold)
 
     best = max(c.shrinkage, key=lambda lam: valid_eval.evaluate(hybrid(lam))[f"NDCG@{c.k}"])
-    warm_scores = {"BPR (ID only)": _masked(bpr_scores, cold), "hybrid (text -> BPR)": hybrid(best),
-                   "text profile": _masked(user_profiles(R, text_vectors) @ text_vectors.T, cold)}
+    warm_scores = {
+        "BPR (ID only)": _masked(bpr_scores, cold),
+        "hybrid (text -> BPR)": hybrid(best),
+        "text profile": _masked(user_profiles(R, text_vectors) @ text_vectors.T, cold),
+    }
     for name, scores in warm_scores.items():
-        rows.append(_row(seed, "warm items", name, test_eval.evaluate(scores), c.k,
-                         shrinkage=best if name.startswith("hybrid") else np.nan))
+        rows.append(
+            _row(
+                seed,
+                "warm items",
+                name,
+                test_eval.evaluate(scores),
+                c.k,
+                shrinkage=best if name.startswith("hybrid") else np.nan,
+            )
+        )
     for row in rows:
         row.update(bpr_epoch=bpr.best_epoch, ridge_alpha=projection.alpha)
     return rows
 
 
 def _row(seed, setting, model, result, k, **extra) -> dict:
-    return {"seed": seed, "setting": setting, "model": model, f"NDCG@{k}": result[f"NDCG@{k}"],
-            f"HR@{k}": result[f"HR@{k}"], f"Recall@{k}": result[f"Recall@{k}"], "users": result.n_users,
-            "protocol": result.protocol, **extra}
+    return {
+        "seed": seed,
+        "setting": setting,
+        "model": model,
+        f"NDCG@{k}": result[f"NDCG@{k}"],
+        f"HR@{k}": result[f"HR@{k}"],
+        f"Recall@{k}": result[f"Recall@{k}"],
+        "users": result.n_users,
+        "protocol": result.protocol,
+        **extra,
+    }
 
 
-def run_cold_start(ratings: pd.DataFrame, items: pd.DataFrame, text_vectors: np.ndarray,
-                   config: ColdStartConfig | None = None, progress: bool = True) -> pd.DataFrame:
+def run_cold_start(
+    ratings: pd.DataFrame,
+    items: pd.DataFrame,
+    text_vectors: np.ndarray,
+    config: ColdStartConfig | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Every seed of the study, one row a (seed, setting, model) (notebook 03)."""
     c = config or ColdStartConfig()
     if len(c.seeds) == 0:

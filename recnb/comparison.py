@@ -21,8 +21,8 @@ Robustness (:func:`robustness_study`) retrains cheap models on training data wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -35,8 +35,10 @@ from .policies import NEG, Evaluation, evaluate_policy, top_items
 def _platform_env(env, what: str):
     """``env`` if it is the platform's view of a simulator, else a TypeError naming the fix."""
     if not (hasattr(env, "platform_scores") and hasattr(env, "sim")):
-        raise TypeError(f"{what} reads the platform's view of the simulator: wrap it, "
-                        "recnb.platform.PlatformEnv(sim, recnb.platform.movielens_platform(), users=eval_users)")
+        raise TypeError(
+            f"{what} reads the platform's view of the simulator: wrap it, "
+            "recnb.platform.PlatformEnv(sim, recnb.platform.movielens_platform(), users=eval_users)"
+        )
     return env
 
 
@@ -57,8 +59,10 @@ class ScorePolicy:
     def __call__(self, env) -> torch.Tensor:
         env = _platform_env(env, "ScorePolicy")
         if self.scores.shape[1] != env.n_items or self.scores.shape[0] < env.n_calibration_users:
-            raise ValueError(f"scores must be [>= {env.n_calibration_users} users, {env.n_items} items], "
-                             f"got {tuple(self.scores.shape)}")
+            raise ValueError(
+                f"scores must be [>= {env.n_calibration_users} users, {env.n_items} items], "
+                f"got {tuple(self.scores.shape)}"
+            )
         return top_items(self.scores.to(env.device)[env.user], env.available_mask(), env.config.slate_size)
 
 
@@ -124,8 +128,11 @@ def simulate(env, policy, n_users: int, seed: int) -> tuple[dict, Evaluation]:
     row = ev.summary()
     counts = counter.counts
     pop = env.item_popularity.cpu().numpy() / env.n_calibration_users  # share of users who rated the item
-    row.update(exposure_coverage=float((counts > 0).mean()), exposure_gini=gini(counts),
-               exposure_avgpop=float((counts * pop).sum() / max(counts.sum(), 1)))
+    row.update(
+        exposure_coverage=float((counts > 0).mean()),
+        exposure_gini=gini(counts),
+        exposure_avgpop=float((counts * pop).sum() / max(counts.sum(), 1)),
+    )
     return row, ev
 
 
@@ -147,8 +154,14 @@ def text_knn_scores(train: pd.DataFrame, text_vectors: np.ndarray, n_users: int,
     return torch.as_tensor(knn_scores(R, text_vectors, np.arange(n_items), neighbours), dtype=torch.float32)
 
 
-def hybrid_scores(bpr, train: pd.DataFrame, text_vectors: np.ndarray, valid_evaluator: FullRankingEvaluator,
-                  shrinkages=(0.0, 3.0, 10.0, 30.0, 100.0), seed: int = 0) -> tuple[torch.Tensor, float]:
+def hybrid_scores(
+    bpr,
+    train: pd.DataFrame,
+    text_vectors: np.ndarray,
+    valid_evaluator: FullRankingEvaluator,
+    shrinkages=(0.0, 3.0, 10.0, 30.0, 100.0),
+    seed: int = 0,
+) -> tuple[torch.Tensor, float]:
     """Text -> BPR hybrid (notebook 03) on the whole catalogue: item factors blend ID and text-projected
     factors by confidence; the shrinkage is chosen on validation NDCG@10. Returns (scores, shrinkage) (notebook 08)."""
     from .coldstart import blend, fit_text_projection
@@ -238,8 +251,13 @@ def _indexed_injection(train: pd.DataFrame, injected: pd.DataFrame, n_users: int
     return pd.concat([train.assign(injected=False), fake[train.columns.tolist() + ["injected"]]], ignore_index=True)
 
 
-def robustness_study(split, item_ids: np.ndarray, fit_models: dict[str, Callable], config: RobustnessConfig = RobustnessConfig(),
-                     progress: bool = True) -> pd.DataFrame:
+def robustness_study(
+    split,
+    item_ids: np.ndarray,
+    fit_models: dict[str, Callable],
+    config: RobustnessConfig = RobustnessConfig(),
+    progress: bool = True,
+) -> pd.DataFrame:
     """Retrain each model on clean and injected training data; test NDCG@k of the real users, the share
     of real users whose top-k holds the attacked item and its median rank for them (notebook 08).
 
@@ -255,8 +273,15 @@ def robustness_study(split, item_ids: np.ndarray, fit_models: dict[str, Callable
     n_users, n_items = int(split.train["user"].max()) + 1, len(item_ids)
     target_id = pick_attack_target(split.train)
     target = int(np.searchsorted(item_ids, target_id))
-    evaluator = FullRankingEvaluator(split.train, split.test, n_users, n_items, exclude={"valid": split.valid},
-                                     ks=(config.k,), protocol=split.protocol)
+    evaluator = FullRankingEvaluator(
+        split.train,
+        split.test,
+        n_users,
+        n_items,
+        exclude={"valid": split.valid},
+        ks=(config.k,),
+        protocol=split.protocol,
+    )
     runs = [("clean", 0.0)] + [(a, f) for a in config.attacks for f in config.fractions]
     rows = []
     for attack, fraction in tqdm(runs, desc="robustness", disable=not progress, leave=False):
@@ -277,12 +302,18 @@ def robustness_study(split, item_ids: np.ndarray, fit_models: dict[str, Callable
             masked = scores.masked_fill(evaluator.mask, NEG)
             top = masked.topk(config.k, dim=1).indices
             open_users = ~evaluator.mask[:, target]  # users who have not rated the attacked item
-            rank = (masked > masked[:, target:target + 1]).sum(1) + 1  # 1-based rank of the attacked item
-            rows.append({"model": name, "attack": attack, "fraction": fraction,
-                         f"NDCG@{config.k}": res[f"NDCG@{config.k}"],
-                         "target_exposure": float((top == target).any(1).float().mean()),
-                         "target_rank": float(rank[open_users].float().median()),
-                         "target_item": target_id})
+            rank = (masked > masked[:, target : target + 1]).sum(1) + 1  # 1-based rank of the attacked item
+            rows.append(
+                {
+                    "model": name,
+                    "attack": attack,
+                    "fraction": fraction,
+                    f"NDCG@{config.k}": res[f"NDCG@{config.k}"],
+                    "target_exposure": float((top == target).any(1).float().mean()),
+                    "target_rank": float(rank[open_users].float().median()),
+                    "target_item": target_id,
+                }
+            )
     out = pd.DataFrame(rows)
     clean = out[out["attack"] == "clean"].set_index("model")[f"NDCG@{config.k}"]
     out["NDCG_drop"] = out["model"].map(clean) - out[f"NDCG@{config.k}"]
@@ -310,6 +341,7 @@ def mean_ci(runs: pd.DataFrame, by: str, metrics: list[str], level: float = 0.95
 
 def markdown_table(frame: pd.DataFrame, digits: int = 3, missing: str = "n/a") -> str:
     """A pipe table of ``frame`` (index as the first column) for a README, without extra packages (notebook 08)."""
+
     def cell(v):
         if isinstance(v, (float, np.floating)):
             return missing if np.isnan(v) else f"{v:.{digits}f}"
@@ -317,5 +349,7 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3, missing: str = "n/a") -
 
     head = [frame.index.name or ""] + [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join([str(i)] + [cell(v) for v in row]) + " |" for i, row in zip(frame.index, frame.to_numpy())]
+    lines += [
+        "| " + " | ".join([str(i)] + [cell(v) for v in row]) + " |" for i, row in zip(frame.index, frame.to_numpy())
+    ]
     return "\n".join(lines)

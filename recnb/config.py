@@ -151,7 +151,7 @@ def run_profile() -> Profile:
     return Profile(profile())
 
 
-def environment_report() -> "dict[str, str]":
+def environment_report() -> dict[str, str]:
     """Versions, device, profile and data locations, for the first cell a reader runs (notebook 00)."""
     import importlib.metadata as md
     import importlib.util

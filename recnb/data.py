@@ -33,9 +33,27 @@ import pandas as pd
 from . import cache, config
 from .download import SourceError, download, file_digest, safe_extract_zip, verify_file
 
-GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-          "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-          "Thriller", "War", "Western")
+GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 CACHE_FILES = ("ratings.tsv", "items.tsv", "users.tsv")
 
 
@@ -106,6 +124,7 @@ def index_of(sorted_ids: np.ndarray, ids) -> np.ndarray:
 
 # ---------------------------------------------------------------- parsing, one function a layout
 
+
 def _typed(ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame):
     """Apply the documented dtypes and sort orders, whatever layout the frames came from."""
     ratings = ratings.astype({"user_id": "int32", "item_id": "int32", "rating": "int8", "timestamp": "int64"})
@@ -131,22 +150,34 @@ def _clean_title(raw: str) -> str:
 def parse_grouplens(folder: str | os.PathLike):
     """Parse the official layout (``u.data``, ``u.item`` latin-1, ``u.user``)."""
     folder = Path(folder)
-    ratings = pd.read_csv(folder / "u.data", sep="\t", header=None,
-                          names=["user_id", "item_id", "rating", "timestamp"])
+    ratings = pd.read_csv(folder / "u.data", sep="\t", header=None, names=["user_id", "item_id", "rating", "timestamp"])
     cols = ["item_id", "title", "release_date", "video_release_date", "url", *GENRES]
-    raw = pd.read_csv(folder / "u.item", sep="|", header=None, names=cols, encoding="latin-1",
-                      dtype={"title": str, "release_date": str})
+    raw = pd.read_csv(
+        folder / "u.item",
+        sep="|",
+        header=None,
+        names=cols,
+        encoding="latin-1",
+        dtype={"title": str, "release_date": str},
+    )
     flags = raw[list(GENRES)].fillna(0).astype(int).to_numpy()
     release_year = pd.to_datetime(raw["release_date"], format="%d-%b-%Y", errors="coerce").dt.year
     title_year = raw["title"].fillna("").str.extract(_TITLE_YEAR.pattern)[0].astype(float)
-    items = pd.DataFrame({
-        "item_id": raw["item_id"],
-        "title": raw["title"].fillna("").map(_clean_title),
-        "year": release_year.fillna(title_year).astype("Int16"),
-        "genres": [[g for g, f in zip(GENRES, row) if f] for row in flags],
-    })
-    users = pd.read_csv(folder / "u.user", sep="|", header=None, dtype={"zip_code": str},
-                        names=["user_id", "age", "gender", "occupation", "zip_code"])
+    items = pd.DataFrame(
+        {
+            "item_id": raw["item_id"],
+            "title": raw["title"].fillna("").map(_clean_title),
+            "year": release_year.fillna(title_year).astype("Int16"),
+            "genres": [[g for g, f in zip(GENRES, row) if f] for row in flags],
+        }
+    )
+    users = pd.read_csv(
+        folder / "u.user",
+        sep="|",
+        header=None,
+        dtype={"zip_code": str},
+        names=["user_id", "age", "gender", "occupation", "zip_code"],
+    )
     return _typed(ratings, items, users)
 
 
@@ -162,17 +193,20 @@ def parse_recbole(folder: str | os.PathLike, prefix: str = "ml-100k"):
     ratings = read("inter").rename(columns={})
     raw = read("item", dtype=str, keep_default_na=False)
     year = pd.to_numeric(raw["release_year"], errors="coerce")
-    items = pd.DataFrame({
-        "item_id": raw["item_id"].astype(int),
-        "title": raw["movie_title"].map(_clean_title),
-        "year": year.astype("Int16"),
-        "genres": [g.split() for g in raw["class"]],
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": raw["item_id"].astype(int),
+            "title": raw["movie_title"].map(_clean_title),
+            "year": year.astype("Int16"),
+            "genres": [g.split() for g in raw["class"]],
+        }
+    )
     users = read("user", dtype={"zip_code": str})
     return _typed(ratings, items, users)
 
 
 # ---------------------------------------------------------------- the verified cache
+
 
 def _write_cache(folder: Path, ratings, items, users) -> None:
     """Write the canonical TSVs plus a sha256 manifest into a temporary folder, then rename it into place."""
@@ -196,7 +230,9 @@ def _read_cache(folder: Path):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SourceError(f"cache {folder} is incomplete or corrupt ({exc})") from exc
     ratings = pd.read_csv(io.BytesIO(raw["ratings.tsv"]), sep="\t")
-    items = pd.read_csv(io.BytesIO(raw["items.tsv"]), sep="\t", keep_default_na=False, dtype={"title": str, "year": str})
+    items = pd.read_csv(
+        io.BytesIO(raw["items.tsv"]), sep="\t", keep_default_na=False, dtype={"title": str, "year": str}
+    )
     items["year"] = pd.to_numeric(items["year"], errors="coerce")
     items["genres"] = [g.split("|") if g else [] for g in items["genres"]]
     users = pd.read_csv(io.BytesIO(raw["users.tsv"]), sep="\t", dtype={"zip_code": str})
@@ -204,6 +240,7 @@ def _read_cache(folder: Path):
 
 
 # ---------------------------------------------------------------- sources, tried in order
+
 
 def recbole_folder(spec: DatasetSpec = ML_100K) -> Path | None:
     """Where the installed recbole wheel keeps its copy of the dataset (None if not installed)."""
@@ -224,8 +261,14 @@ def _from_grouplens(spec: DatasetSpec, root: Path, progress: bool):
             warnings.warn(f"{exc} Downloading it again.", cache.CacheWarning, stacklevel=3)
             archive.unlink(missing_ok=True)
     if not archive.exists():
-        download(spec.url, archive, digest=spec.archive_digest, algorithm=spec.archive_algorithm,
-                 timeout=20, progress=progress)
+        download(
+            spec.url,
+            archive,
+            digest=spec.archive_digest,
+            algorithm=spec.archive_algorithm,
+            timeout=20,
+            progress=progress,
+        )
     with tempfile.TemporaryDirectory(prefix=f".{spec.archive_folder}-", dir=archive.parent) as tmp:
         extracted = safe_extract_zip(archive, Path(tmp) / "extracted")
         return parse_grouplens(extracted / spec.archive_folder)
@@ -274,12 +317,16 @@ def load_movielens(name: str = "100k", *, refresh: bool = False, progress: bool 
             try:
                 _write_cache(folder, *frames)
             except OSError as exc:  # e.g. a full disk: the frames are good, only the cache is lost
-                warnings.warn(f"MovieLens cache {folder} could not be saved ({exc}); loaded from {label} without "
-                              "caching. Free some disk space or set RECNB_DATA_DIR to a writable folder.",
-                              cache.CacheWarning, stacklevel=2)
+                warnings.warn(
+                    f"MovieLens cache {folder} could not be saved ({exc}); loaded from {label} without "
+                    "caching. Free some disk space or set RECNB_DATA_DIR to a writable folder.",
+                    cache.CacheWarning,
+                    stacklevel=2,
+                )
             return MovieLens(*frames, source=label)
     raise SourceError(
-        f"MovieLens-{spec.name} is not available from any source:\n  - " + "\n  - ".join(failures) +
-        "\nFix: connect to the internet (the GroupLens download is tried first), or install the offline "
+        f"MovieLens-{spec.name} is not available from any source:\n  - "
+        + "\n  - ".join(failures)
+        + "\nFix: connect to the internet (the GroupLens download is tried first), or install the offline "
         "copy with `pip install --no-deps recbole==1.2.1`; `make setup` does this for you."
     )

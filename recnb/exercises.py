@@ -58,15 +58,16 @@ import math
 import os
 import re
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 EXERCISE_TAG, SOLUTION_TAG = "exercise", "solution"
 ID_PATTERN = re.compile(r"nb(\d{2})-[a-z0-9]+(?:-[a-z0-9]+)*")
-RECORD_ENV = "RECNB_CHECK_RECORD"                   # set (non-empty, not "0") in the kernel: check() emits records
+RECORD_ENV = "RECNB_CHECK_RECORD"  # set (non-empty, not "0") in the kernel: check() emits records
 RECORD_MIME = "application/vnd.recnb.check+json"
 STATUSES = ("pass", "fail", "not attempted", "missing", "not run")
 
@@ -82,8 +83,10 @@ class Case:
     atol: float = 1e-6
 
     def describe(self) -> str:
-        parts = [repr(a) if not isinstance(a, (np.ndarray, list)) or len(a) < 12 else f"<{type(a).__name__} of {len(a)}>"
-                 for a in self.args]
+        parts = [
+            repr(a) if not isinstance(a, (np.ndarray, list)) or len(a) < 12 else f"<{type(a).__name__} of {len(a)}>"
+            for a in self.args
+        ]
         parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"({', '.join(parts)})"
 
@@ -131,8 +134,15 @@ class Report:
 
     def record(self) -> dict:
         """The machine-readable form the grading run collects (JSON-serialisable)."""
-        return {"function": self.function, "status": self.status, "passed": self.passed, "total": self.total,
-                "todo": self.todo, "errors": self.errors, "lines": list(self.lines)}
+        return {
+            "function": self.function,
+            "status": self.status,
+            "passed": self.passed,
+            "total": self.total,
+            "todo": self.todo,
+            "errors": self.errors,
+            "lines": list(self.lines),
+        }
 
     def __str__(self) -> str:
         verdict = "All cases pass -- well done!" if self.ok else f"{self.passed}/{self.total} cases pass."
@@ -160,15 +170,21 @@ def _emit(report: Report, strict: bool) -> None:
     if get_ipython() is None:
         return
     record = {**report.record(), "strict": strict}
-    display({RECORD_MIME: record,
-             "text/plain": f"[recorded for grading] {report.function}: {report.status} ({report.passed}/{report.total})"},
-            raw=True)
+    display(
+        {
+            RECORD_MIME: record,
+            "text/plain": f"[recorded for grading] {report.function}: {report.status} ({report.passed}/{report.total})",
+        },
+        raw=True,
+    )
 
 
 def check(fn: Callable, cases: list[Case], *, strict: bool = False) -> Report:
     """Run ``fn`` on every case and report, with the case's hint where the answer differs."""
     if not callable(fn):
-        raise TypeError(f"check() needs your function, got {type(fn).__name__}; pass the function itself, not its result")
+        raise TypeError(
+            f"check() needs your function, got {type(fn).__name__}; pass the function itself, not its result"
+        )
     if not cases:
         raise ValueError("check() needs at least one Case")
     name = getattr(fn, "__name__", type(fn).__name__)
@@ -205,6 +221,7 @@ def check(fn: Callable, cases: list[Case], *, strict: bool = False) -> Report:
 # Tags: which cell is an exercise, which its solution (used by lint, the student edition, grading)
 # ---------------------------------------------------------------------------------------------
 
+
 def cell_role(cell) -> tuple[str | None, str | None]:
     """``("exercise" | "solution" | None, id | None)`` from a cell's tags (malformed tags: see :func:`lint`)."""
     tags = cell.get("metadata", {}).get("tags", [])
@@ -229,6 +246,7 @@ def _python(source: str) -> str:
     """A cell's source as plain Python (IPython magics and shell escapes turned into calls)."""
     try:
         from IPython.core.inputtransformer2 import TransformerManager
+
         return TransformerManager().transform_cell(source)
     except ImportError:  # pragma: no cover - IPython comes with every kernel
         return "\n".join("pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
@@ -236,6 +254,7 @@ def _python(source: str) -> str:
 
 def _parse(source: str):
     import ast
+
     try:
         return ast.parse(_python(source))
     except SyntaxError:
@@ -245,6 +264,7 @@ def _parse(source: str):
 def _check_calls(tree) -> list:
     """The ``check(...)`` / ``exercises.check(...)`` calls in a parsed cell."""
     import ast
+
     calls = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -256,11 +276,13 @@ def _check_calls(tree) -> list:
 
 def _is_strict(call) -> bool:
     import ast
+
     return any(k.arg == "strict" and isinstance(k.value, ast.Constant) and k.value.value is True for k in call.keywords)
 
 
 def _raises_not_implemented(tree) -> bool:
     import ast
+
     for node in ast.walk(tree):
         if isinstance(node, ast.Raise) and node.exc is not None:
             exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
@@ -272,9 +294,18 @@ def _raises_not_implemented(tree) -> bool:
 def module_names(tree) -> tuple[set, set]:
     """(names a cell binds at module level, names it reads anywhere) -- a conservative static view."""
     import ast
+
     stored, loaded = set(), set()
-    scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda,
-              ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+    scopes = (
+        ast.FunctionDef,
+        ast.AsyncFunctionDef,
+        ast.ClassDef,
+        ast.Lambda,
+        ast.ListComp,
+        ast.SetComp,
+        ast.DictComp,
+        ast.GeneratorExp,
+    )
 
     def visit(node, top):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and top:
@@ -320,11 +351,15 @@ def lint(nb, name: str | None = None, *, dependencies: bool = True) -> list[str]
             continue
         if not roles:
             if calls and stub:
-                problems.append(f"{where(i)} is an exercise (a stub checked with check()) without the tags "
-                                f"'exercise' and 'exercise:<id>'")
+                problems.append(
+                    f"{where(i)} is an exercise (a stub checked with check()) without the tags "
+                    f"'exercise' and 'exercise:<id>'"
+                )
             elif strict:
-                problems.append(f"{where(i)} checks a reference solution (check(..., strict=True)) without the tags "
-                                f"'solution' and 'solution:<id>'")
+                problems.append(
+                    f"{where(i)} checks a reference solution (check(..., strict=True)) without the tags "
+                    f"'solution' and 'solution:<id>'"
+                )
             continue
         role = roles[0]
         ids = [t.split(":", 1)[1] for t in tags if t.startswith(role + ":")]
@@ -354,12 +389,18 @@ def lint(nb, name: str | None = None, *, dependencies: bool = True) -> list[str]
                 problems.append(f"{where(i)}: a solution cell is collapsed (metadata jupyter.source_hidden: true)")
     for ident, i in exercises.items():
         if ident not in solutions:
-            problems.append(f"{where(i)}: exercise {ident!r} has no solution cell (tags 'solution', 'solution:{ident}')")
+            problems.append(
+                f"{where(i)}: exercise {ident!r} has no solution cell (tags 'solution', 'solution:{ident}')"
+            )
         elif solutions[ident] < i:
-            problems.append(f"{where(solutions[ident])}: the solution of {ident!r} comes before its exercise (cell {i})")
+            problems.append(
+                f"{where(solutions[ident])}: the solution of {ident!r} comes before its exercise (cell {i})"
+            )
     for ident, i in solutions.items():
         if ident not in exercises:
-            problems.append(f"{where(i)}: solution {ident!r} has no exercise cell (tags 'exercise', 'exercise:{ident}')")
+            problems.append(
+                f"{where(i)}: solution {ident!r} has no exercise cell (tags 'exercise', 'exercise:{ident}')"
+            )
     if not dependencies:
         return problems
     # the student edition drops the solution cells: nothing else may need what only they define
@@ -375,14 +416,17 @@ def lint(nb, name: str | None = None, *, dependencies: bool = True) -> list[str]
             continue
         needed = sorted(module_names(tree)[1] & only_solutions)
         if needed:
-            problems.append(f"{where(i)} uses {', '.join(needed)}, which only a solution cell defines: "
-                            f"the student edition (no solutions) would fail here")
+            problems.append(
+                f"{where(i)} uses {', '.join(needed)}, which only a solution cell defines: "
+                f"the student edition (no solutions) would fail here"
+            )
     return problems
 
 
 # ---------------------------------------------------------------------------------------------
 # Grading a submission: run it in a fresh kernel, read the records of its exercise cells
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Grade:
@@ -397,8 +441,11 @@ class Grade:
 
 
 def _records(cell) -> list[dict]:
-    return [out["data"][RECORD_MIME] for out in cell.get("outputs", [])
-            if out.get("output_type") == "display_data" and RECORD_MIME in out.get("data", {})]
+    return [
+        out["data"][RECORD_MIME]
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "display_data" and RECORD_MIME in out.get("data", {})
+    ]
 
 
 def _error(cell) -> str | None:
@@ -433,17 +480,21 @@ def grade(nb, expected: list[str] | None = None) -> list[Grade]:
     found = tagged_cells(nb, EXERCISE_TAG)
     ids = list(expected or [])
     ids += [i for i in found if i not in ids]
-    return [grade_cell(i, nb.cells[found[i]]) if i in found
-            else Grade(i, "missing", detail=f"no cell tagged exercise:{i} (keep the exercise cells and their tags)")
-            for i in ids]
+    return [
+        grade_cell(i, nb.cells[found[i]])
+        if i in found
+        else Grade(i, "missing", detail=f"no cell tagged exercise:{i} (keep the exercise cells and their tags)")
+        for i in ids
+    ]
 
 
 def reference_notebook(submission: Path, nb=None, folder: Path | None = None) -> Path | None:
     """The committed notebook a submission comes from: same number (from its tags, else its file name) in
     ``folder`` (default: the workbook's ``notebooks/``, present in a checkout of the repository)."""
     folder = Path(folder) if folder is not None else Path(__file__).resolve().parents[1] / "notebooks"
-    numbers = [m.group(1) for i in (tagged_cells(nb, EXERCISE_TAG) if nb is not None else {})
-               if (m := ID_PATTERN.fullmatch(i))]
+    numbers = [
+        m.group(1) for i in (tagged_cells(nb, EXERCISE_TAG) if nb is not None else {}) if (m := ID_PATTERN.fullmatch(i))
+    ]
     name = re.match(r"(\d{2})_", submission.name)
     number = numbers[0] if numbers else (name.group(1) if name else None)
     if number is None or not folder.is_dir():
@@ -452,8 +503,9 @@ def reference_notebook(submission: Path, nb=None, folder: Path | None = None) ->
     return matches[0] if matches else None
 
 
-def run_submission(path: Path, *, timeout: int = 900, smoke: bool = False, env: dict | None = None,
-                   kernel_name: str = "python3"):
+def run_submission(
+    path: Path, *, timeout: int = 900, smoke: bool = False, env: dict | None = None, kernel_name: str = "python3"
+):
     """Execute ``path`` top to bottom in a fresh kernel with recording on; return the executed notebook.
 
     Cells that raise do not stop the run (each exercise is graded on its own); a timeout or a dead
@@ -468,8 +520,13 @@ def run_submission(path: Path, *, timeout: int = 900, smoke: bool = False, env: 
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     kernel_env = {**os.environ, RECORD_ENV: "1", **({"RECNB_SMOKE": "1"} if smoke else {}), **(env or {})}
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
-                            resources={"metadata": {"path": str(path.resolve().parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        allow_errors=True,
+        resources={"metadata": {"path": str(path.resolve().parent)}},
+    )
     try:
         client.execute(env=kernel_env)
     except Exception as exc:  # timeout, dead kernel: grade what ran
@@ -499,17 +556,28 @@ def main(argv: list[str] | None = None) -> int:
 
     import nbformat
 
-    parser = argparse.ArgumentParser(prog="python -m recnb.exercises",
-                                     description="Run submitted notebooks from a fresh kernel and report, per exercise, "
-                                                 "pass / fail / not attempted.")
+    parser = argparse.ArgumentParser(
+        prog="python -m recnb.exercises",
+        description="Run submitted notebooks from a fresh kernel and report, per exercise, "
+        "pass / fail / not attempted.",
+    )
     parser.add_argument("notebooks", nargs="+", type=Path, help="submitted .ipynb files, or folders of them")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell (default 900)")
-    parser.add_argument("--smoke", action="store_true", help="run in the smoke profile (RECNB_SMOKE=1): fast, tiny sizes")
-    parser.add_argument("--reference", type=Path, help="the notebook (or folder) that lists the expected exercises "
-                                                      "(default: the workbook's notebooks/ with the same number)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="run in the smoke profile (RECNB_SMOKE=1): fast, tiny sizes"
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="the notebook (or folder) that lists the expected exercises "
+        "(default: the workbook's notebooks/ with the same number)",
+    )
     parser.add_argument("--json", type=Path, help="also write every grade and check() record to this JSON file")
-    parser.add_argument("--executed", type=Path, help="folder to save the executed submissions in (by their folder's "
-                                                     "name), for a closer look")
+    parser.add_argument(
+        "--executed",
+        type=Path,
+        help="folder to save the executed submissions in (by their folder's name), for a closer look",
+    )
     args = parser.parse_args(argv)
 
     paths = []
@@ -538,8 +606,12 @@ def main(argv: list[str] | None = None) -> int:
         if aborted:
             note += f"; the run stopped: {aborted}"
         print(format_grades(path.name, grades, note), flush=True)
-        results[str(path)] = {"reference": str(ref) if ref else None, "seconds": round(seconds, 1), "aborted": aborted,
-                              "grades": [asdict(g) for g in grades]}
+        results[str(path)] = {
+            "reference": str(ref) if ref else None,
+            "seconds": round(seconds, 1),
+            "aborted": aborted,
+            "grades": [asdict(g) for g in grades],
+        }
         if args.executed:  # EXECUTED/<submission's folder>/<name>: alice/01_... and bob/01_... stay apart
             target = args.executed / path.resolve().parent.name / path.name
             target.parent.mkdir(parents=True, exist_ok=True)

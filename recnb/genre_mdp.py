@@ -101,8 +101,9 @@ class GenreSpace:
         own = exposure.gather(1, cols[last + 1].unsqueeze(1)).squeeze(1)
         own = torch.where(last < 0, torch.zeros_like(own), own)  # no genre yet: no fatigue
         fat = torch.bucketize(own, torch.as_tensor(self.fatigue_edges, dtype=own.dtype, device=own.device))
-        sat = torch.bucketize(satisfaction, torch.as_tensor(self.satisfaction_edges, dtype=satisfaction.dtype,
-                                                            device=satisfaction.device))
+        sat = torch.bucketize(
+            satisfaction, torch.as_tensor(self.satisfaction_edges, dtype=satisfaction.dtype, device=satisfaction.device)
+        )
         return ((last + 1) * self.shape[1] + fat) * self.shape[2] + sat
 
 
@@ -127,7 +128,7 @@ class GenreTracker:
         in_genre = self.in_genre[genres]  # [B, N]
         best_in = score.masked_fill(~in_genre, NEG).argmax(1)
         # no item of the genre left (rare): fall back to the best item overall
-        empty = (score.masked_fill(~in_genre, NEG).max(1).values <= NEG / 2)
+        empty = score.masked_fill(~in_genre, NEG).max(1).values <= NEG / 2
         return torch.where(empty, score.argmax(1), best_in)
 
     def observe(self, genres: torch.Tensor, clicked: torch.Tensor) -> None:
@@ -152,8 +153,9 @@ class GenreMDP:
 
 
 @torch.no_grad()
-def estimate_genre_mdp(sim, space: GenreSpace = GenreSpace(), n_users: int = 2000, seed: int = 0,
-                       users=None, progress: bool = False) -> GenreMDP:
+def estimate_genre_mdp(
+    sim, space: GenreSpace = GenreSpace(), n_users: int = 2000, seed: int = 0, users=None, progress: bool = False
+) -> GenreMDP:
     """Estimate ``P`` and ``R`` of the genre MDP from random-genre episodes of fresh simulated users (notebook 05)."""
     if n_users < 1:
         raise ValueError(f"n_users must be >= 1, got {n_users}")
@@ -179,7 +181,9 @@ def estimate_genre_mdp(sim, space: GenreSpace = GenreSpace(), n_users: int = 200
         tracker.observe(genres, info["clicked"])
         nxt = torch.where(terminated, torch.full_like(state, space.left), tracker.state())
         # a truncated user is inactive now but not "left": record the live state it reached
-        nxt = torch.where(~terminated & ~sim.active, space.index(tracker.last, sim.state.exposure, sim.state.satisfaction), nxt)
+        nxt = torch.where(
+            ~terminated & ~sim.active, space.index(tracker.last, sim.state.exposure, sim.state.satisfaction), nxt
+        )
         rows = was_active.cpu().numpy()
         s, a, s2 = state.cpu().numpy()[rows], genres.cpu().numpy()[rows], nxt.cpu().numpy()[rows]
         np.add.at(counts, (s, a, s2), 1.0)
@@ -191,8 +195,9 @@ def estimate_genre_mdp(sim, space: GenreSpace = GenreSpace(), n_users: int = 200
     return genre_mdp_from_counts(counts, reward_sum, space, n_users=n_users, seed=seed)
 
 
-def genre_mdp_from_counts(counts: np.ndarray, reward_sum: np.ndarray, space: GenreSpace, n_users: int = 0,
-                          seed: int = 0) -> GenreMDP:
+def genre_mdp_from_counts(
+    counts: np.ndarray, reward_sum: np.ndarray, space: GenreSpace, n_users: int = 0, seed: int = 0
+) -> GenreMDP:
     """Turn transition counts and reward sums into a :class:`GenreMDP` (maximum-likelihood model) (notebook 05)."""
     S, A = space.n_states, space.n_actions
     if counts.shape != (S, A, S) or reward_sum.shape != (S, A, S):
@@ -208,8 +213,14 @@ def genre_mdp_from_counts(counts: np.ndarray, reward_sum: np.ndarray, space: Gen
     live_unseen = int((~seen[:-1]).sum())
     terminal = np.zeros(S, dtype=bool)
     terminal[space.left] = True
-    mdp = TabularMDP(P, R, start=_start_distribution(space), terminal=terminal,
-                     state_names=space.state_names(), action_names=list(space.genres))
+    mdp = TabularMDP(
+        P,
+        R,
+        start=_start_distribution(space),
+        terminal=terminal,
+        state_names=space.state_names(),
+        action_names=list(space.genres),
+    )
     return GenreMDP(mdp, space, counts, live_unseen, n_users, seed)
 
 
@@ -243,7 +254,12 @@ class GenrePolicy:
 
     def __call__(self, sim) -> torch.Tensor:
         tracker = self._tracker
-        if tracker is None or tracker.sim is not sim or tracker.last.shape[0] != sim.n_users or bool((sim.state.t == 0).all()):
+        if (
+            tracker is None
+            or tracker.sim is not sim
+            or tracker.last.shape[0] != sim.n_users
+            or bool((sim.state.t == 0).all())
+        ):
             tracker = self._tracker = GenreTracker(sim, self.space)
         else:  # learn what happened to the previous recommendation: a click puts it at the end of the history
             clicked = sim.state.history[:, -1] == self._shown

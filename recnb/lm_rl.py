@@ -48,8 +48,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -64,8 +64,8 @@ from .agents.replay import ReplayBuffer
 from .platform import observe_platform
 from .policies import Comparison, Evaluation, evaluate_policy, paired_difference, top_items
 
-
 # ---------------------------------------------------------------- the cold-start catalogue
+
 
 def cold_item_mask(n_items: int, fraction: float = 0.2, seed: int = 0) -> torch.Tensor:
     """BoolTensor [n_items], True for the ``fraction`` of items held out as cold (notebook 07)."""
@@ -91,8 +91,10 @@ def restricted_observe(allowed: torch.Tensor | None = None, hide_history: bool =
 
     def observe(env) -> dict:
         if not hasattr(env, "platform_scores"):
-            raise TypeError("restricted_observe reads the platform's view: pass a recnb.platform.PlatformEnv, "
-                            "not the bare simulator")
+            raise TypeError(
+                "restricted_observe reads the platform's view: pass a recnb.platform.PlatformEnv, "
+                "not the bare simulator"
+            )
         obs = observe_platform(env)
         del obs["immediate"]
         if allowed is None:
@@ -116,8 +118,9 @@ def id_features(n_items: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def warm_start(net: QNetwork, warm: torch.Tensor, factors: torch.Tensor, bias: torch.Tensor,
-               taste_cols: slice, alpha: float = 10.0) -> float:
+def warm_start(
+    net: QNetwork, warm: torch.Tensor, factors: torch.Tensor, bias: torch.Tensor, taste_cols: slice, alpha: float = 10.0
+) -> float:
     """Initialise ``net`` from the platform's collaborative model, fitted on ``warm`` items only (notebook 07).
 
     The linear item tower becomes a ridge regression from item features to ``[factors, bias]`` (the
@@ -151,11 +154,19 @@ def warm_start(net: QNetwork, warm: torch.Tensor, factors: torch.Tensor, bias: t
     tower.skip.weight[torch.arange(dim), torch.arange(tower.skip.weight.shape[1])[taste_cols]] = 1.0
     tower.mlp[-1].weight.zero_(), tower.mlp[-1].bias.zero_()
     pred = xc @ w
-    return float(1 - ((pred - yc) ** 2).sum() / (yc ** 2).sum())
+    return float(1 - ((pred - yc) ** 2).sum() / (yc**2).sum())
 
 
-def train_agent(env, item_feats: torch.Tensor, cold: torch.Tensor, config: DQNConfig, progress: bool = True,
-                start_from_factors: bool = True, alpha: float = 10.0, td: bool = True) -> DQN:
+def train_agent(
+    env,
+    item_feats: torch.Tensor,
+    cold: torch.Tensor,
+    config: DQNConfig,
+    progress: bool = True,
+    start_from_factors: bool = True,
+    alpha: float = 10.0,
+    td: bool = True,
+) -> DQN:
     """Train notebook 06's DQN with ``item_feats`` on the warm catalogue only, on the platform's view (notebook 07).
 
     ``env`` is a :class:`recnb.platform.PlatformEnv` over the *training* users. Cold items are never
@@ -208,6 +219,7 @@ def shuffle_item_features(net: QNetwork, items: torch.Tensor, seed: int = 0) -> 
 
 
 # ---------------------------------------------------------------- scoring and evaluation
+
 
 def q_scorer(net: QNetwork) -> Callable:
     """``score(env, rows=None) -> Q [B, N]``: the network itself on the platform's view of the full catalogue (notebook 07).
@@ -294,15 +306,18 @@ class CataloguePolicy:
         self._remember_ignored(available)
         active = env.active
         # only users still in their session are scored (a finished user's action is ignored)
-        rows = active.nonzero().squeeze(1) if getattr(self.score, "takes_rows", False) else \
-            torch.arange(len(active), device=active.device)
+        rows = (
+            active.nonzero().squeeze(1)
+            if getattr(self.score, "takes_rows", False)
+            else torch.arange(len(active), device=active.device)
+        )
         mask = available.index_select(0, rows) & allowed
         if self.skip_ignored:
             fresh = mask & ~self.ignored.index_select(0, rows)
             mask = torch.where(fresh.any(1, keepdim=True), fresh, mask)
         # a user who consumed every allowed item is shown one again: legal, never clicked, earns nothing
         mask = torch.where(mask.any(1, keepdim=True), mask, allowed.expand_as(mask))
-        q = (self.score(env, rows) if getattr(self.score, "takes_rows", False) else self.score(env))
+        q = self.score(env, rows) if getattr(self.score, "takes_rows", False) else self.score(env)
         q = q.float().masked_fill(~mask, NEG)
         best = q.max(1, keepdim=True).values
         tied = mask & (q >= best - 1e-5 * (1 + best.abs()))
@@ -311,8 +326,11 @@ class CataloguePolicy:
         if len(multi):
             noise = torch.rand(len(multi), q.shape[1], generator=self.generator).to(q.device)
             picked[multi] = top_items(noise, tied[multi], 1)
-        choice = torch.zeros(len(active), dtype=torch.long, device=active.device) if self.previous is None \
+        choice = (
+            torch.zeros(len(active), dtype=torch.long, device=active.device)
+            if self.previous is None
             else self.previous.clone()
+        )
         choice[rows] = picked
         if self.previous is not None:
             self.repeats += int((choice == self.previous)[active].sum())
@@ -324,8 +342,16 @@ class CataloguePolicy:
 CATALOGUES = ("warm", "cold")
 
 
-def catalogue_evaluations(env, scorers: dict, cold: torch.Tensor, n_users: int = 1000, seed: int = 1,
-                          users=None, skip_ignored: bool = True, catalogues=CATALOGUES) -> dict:
+def catalogue_evaluations(
+    env,
+    scorers: dict,
+    cold: torch.Tensor,
+    n_users: int = 1000,
+    seed: int = 1,
+    users=None,
+    skip_ignored: bool = True,
+    catalogues=CATALOGUES,
+) -> dict:
     """Each scorer on the same users, choosing among warm items only and among cold items only (notebook 07).
 
     ``env`` is a :class:`recnb.platform.PlatformEnv` over the *evaluation* users. Returns
@@ -353,13 +379,22 @@ def catalogue_evaluations(env, scorers: dict, cold: torch.Tensor, n_users: int =
 
 def catalogue_table(evaluations: dict) -> pd.DataFrame:
     """One row per (policy, catalogue) of :func:`catalogue_evaluations`: means, 95% CIs over users, repeat share."""
-    return pd.DataFrame([{**ev.summary(), "policy": name, "catalogue": catalogue,
-                          "repeat_share": getattr(ev, "repeat_share", float("nan"))}
-                         for (name, catalogue), ev in evaluations.items()])
+    return pd.DataFrame(
+        [
+            {
+                **ev.summary(),
+                "policy": name,
+                "catalogue": catalogue,
+                "repeat_share": getattr(ev, "repeat_share", float("nan")),
+            }
+            for (name, catalogue), ev in evaluations.items()
+        ]
+    )
 
 
-def evaluate_catalogues(env, scorers: dict, cold: torch.Tensor, n_users: int = 1000, seed: int = 1,
-                        users=None, skip_ignored: bool = True) -> pd.DataFrame:
+def evaluate_catalogues(
+    env, scorers: dict, cold: torch.Tensor, n_users: int = 1000, seed: int = 1, users=None, skip_ignored: bool = True
+) -> pd.DataFrame:
     """:func:`catalogue_table` of :func:`catalogue_evaluations`: one row per (policy, catalogue) (notebook 07)."""
     return catalogue_table(catalogue_evaluations(env, scorers, cold, n_users, seed, users, skip_ignored))
 
@@ -369,8 +404,9 @@ def paired_click_rate(a: Evaluation, b: Evaluation) -> Comparison:
 
     :func:`recnb.policies.paired_difference` applied to the per-user click rates instead of returns.
     """
-    return paired_difference(dataclasses.replace(a, returns=a.click_rates),
-                             dataclasses.replace(b, returns=b.click_rates))
+    return paired_difference(
+        dataclasses.replace(a, returns=a.click_rates), dataclasses.replace(b, returns=b.click_rates)
+    )
 
 
 def mean_ci(values) -> tuple[float, float]:
@@ -385,6 +421,7 @@ def mean_ci(values) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------- the language model's top layers
+
 
 class TopLayers(nn.Module):
     """The top ``n_top`` transformer layers of MiniLM over cached inputs, + masked mean pooling (notebook 07).
@@ -401,8 +438,9 @@ class TopLayers(nn.Module):
 
     @classmethod
     @torch.no_grad()
-    def from_texts(cls, texts: list[str], n_top: int = 1, batch_size: int = 64, progress: bool = False,
-                   cache: bool = True) -> "TopLayers":
+    def from_texts(
+        cls, texts: list[str], n_top: int = 1, batch_size: int = 64, progress: bool = False, cache: bool = True
+    ) -> TopLayers:
         """Run the frozen lower layers once over ``texts`` (cached on disk) and keep a trainable copy of the top ``n_top``."""
         from .embeddings import load_encoder
 
@@ -410,7 +448,7 @@ class TopLayers(nn.Module):
         n_layers = len(model.encoder.layer)
         if not 1 <= n_top <= n_layers:
             raise ValueError(f"n_top must be in [1, {n_layers}], got {n_top}")
-        layers = copy.deepcopy(nn.ModuleList(model.encoder.layer[n_layers - n_top:])).float()
+        layers = copy.deepcopy(nn.ModuleList(model.encoder.layer[n_layers - n_top :])).float()
 
         def lower_layers():
             enc = tokenizer(list(texts), truncation=True, max_length=256)
@@ -420,7 +458,7 @@ class TopLayers(nn.Module):
             attention = torch.zeros(len(texts), width, dtype=torch.long)
             order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding per batch
             for lo in tqdm(range(0, len(texts), batch_size), desc="LM lower layers", disable=not progress, leave=False):
-                idx = order[lo:lo + batch_size]
+                idx = order[lo : lo + batch_size]
                 batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc.keys()}, return_tensors="pt")
                 out = model(**batch, output_hidden_states=True)
                 w = batch["input_ids"].shape[1]  # real tokens never attend to padding, so its length does not matter
@@ -453,8 +491,9 @@ class TopLayers(nn.Module):
     @torch.no_grad()
     def all_vectors(self, batch_size: int = 256) -> torch.Tensor:
         """Vectors of every item, in batches, without gradients."""
-        return torch.cat([self(torch.arange(lo, min(lo + batch_size, self.n_items)))
-                          for lo in range(0, self.n_items, batch_size)])
+        return torch.cat(
+            [self(torch.arange(lo, min(lo + batch_size, self.n_items))) for lo in range(0, self.n_items, batch_size)]
+        )
 
 
 def _top_cache_path(texts: list[str], n_top: int):
@@ -539,8 +578,9 @@ def _standardiser(net: QNetwork, vectors: torch.Tensor) -> tuple[torch.Tensor, t
     return mean, std
 
 
-def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bool = True,
-                device: str | torch.device | None = None) -> tuple[QNetwork, list]:
+def td_finetune(
+    agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bool = True, device: str | torch.device | None = None
+) -> tuple[QNetwork, list]:
     """A copy of ``agent.online`` trained further by TD on its replay buffer, optionally through the LM's top layer(s) (notebook 07).
 
     Targets come from the agent's own (frozen) target network: ``r + gamma^n (1 - terminated) Q_target(s', a*)``.
@@ -553,8 +593,9 @@ def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bo
 
     frozen_vectors = top.all_vectors()
     mean, std = _standardiser(agent.online, frozen_vectors)
-    if agent.online.item_x.shape != frozen_vectors.shape or \
-            not torch.allclose((frozen_vectors - mean) / std, agent.online.item_x, atol=1e-3):
+    if agent.online.item_x.shape != frozen_vectors.shape or not torch.allclose(
+        (frozen_vectors - mean) / std, agent.online.item_x, atol=1e-3
+    ):
         raise ValueError("the agent's item features are not these text vectors; train it on top.all_vectors()")
     home = agent.online.item_x.device
     device = home if device is None else torch.device(device)
@@ -574,13 +615,21 @@ def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bo
     with torch.random.fork_rng(devices=cuda):  # dropout draws from config.seed, not from the caller's stream
         torch.manual_seed(config.seed)
         where = "TD fine-tuning" + ("" if config.finetune_lm else " (LM frozen)")
-        fix = (f"lower FinetuneConfig.head_lr (now {config.head_lr:g})"
-               + (f" or lm_lr (now {config.lm_lr:g})" if config.finetune_lm else "")
-               + ", or check the agent's replay buffer for NaN")
-        weights = {**{f"q.{n}": p for n, p in net.named_parameters()},
-                   **({f"lm.{n}": p for n, p in lm.named_parameters()} if config.finetune_lm else {})}
-        for step in tqdm(range(1, config.steps + 1), desc="TD fine-tuning" if config.finetune_lm else "TD (LM frozen)",
-                         disable=not progress, leave=False):
+        fix = (
+            f"lower FinetuneConfig.head_lr (now {config.head_lr:g})"
+            + (f" or lm_lr (now {config.lm_lr:g})" if config.finetune_lm else "")
+            + ", or check the agent's replay buffer for NaN"
+        )
+        weights = {
+            **{f"q.{n}": p for n, p in net.named_parameters()},
+            **({f"lm.{n}": p for n, p in lm.named_parameters()} if config.finetune_lm else {}),
+        }
+        for step in tqdm(
+            range(1, config.steps + 1),
+            desc="TD fine-tuning" if config.finetune_lm else "TD (LM frozen)",
+            disable=not progress,
+            leave=False,
+        ):
             batch = agent.buffer.sample(config.batch_size, cfg.n_step, cfg.gamma, gen)
             target = dqn_targets(agent, batch).to(device)  # the frozen agent, on its own device
             batch = {key: value.to(device) for key, value in batch.items()}
@@ -596,7 +645,9 @@ def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bo
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
-            losses.append(finite_or_raise(loss, where=where, step=f"step {step}", fix=fix))  # read anyway: no extra sync
+            losses.append(
+                finite_or_raise(loss, where=where, step=f"step {step}", fix=fix)
+            )  # read anyway: no extra sync
             if step % 100 == 0 or step == config.steps:
                 check_finite_parameters(weights, where=where, step=f"step {step}", fix=fix)
     if config.finetune_lm:
@@ -607,10 +658,11 @@ def td_finetune(agent: DQN, top: TopLayers, config: FinetuneConfig, progress: bo
 
 # ---------------------------------------------------------------- explanations
 
+
 @torch.no_grad()
 def history_attribution(net: QNetwork, obs: dict, row: int, item: int) -> pd.DataFrame:
     """How much ``Q(s, item)`` of user ``row`` drops when each history item is removed (occlusion) (notebook 07)."""
-    one = {k: v[row:row + 1] for k, v in obs.items()}
+    one = {k: v[row : row + 1] for k, v in obs.items()}
     hist = one["history"][0]
     positions = [p for p in range(len(hist)) if int(hist[p]) < net.n_items]
     if not positions:
@@ -621,8 +673,9 @@ def history_attribution(net: QNetwork, obs: dict, row: int, item: int) -> pd.Dat
     batch = {key: value.expand(len(variants), *value.shape[1:]) for key, value in one.items()}
     batch["history"] = variants
     q = net(batch, torch.full((len(variants),), item, dtype=torch.long))  # the network itself: every term
-    return pd.DataFrame({"position": positions, "item": [int(hist[p]) for p in positions],
-                         "q_drop": (q[0] - q[1:]).numpy()})
+    return pd.DataFrame(
+        {"position": positions, "item": [int(hist[p]) for p in positions], "q_drop": (q[0] - q[1:]).numpy()}
+    )
 
 
 def _words(text: str) -> list[str]:
@@ -638,13 +691,15 @@ def word_attribution(score_text: Callable[[list[str]], np.ndarray], text: str) -
     words = _words(text)
     if not words:
         raise ValueError("text has no words to attribute to")
-    variants = [text] + [" ".join(words[:k] + words[k + 1:]) for k in range(len(words))]
+    variants = [text] + [" ".join(words[:k] + words[k + 1 :]) for k in range(len(words))]
     values = np.asarray(score_text(variants), dtype=float)
     return pd.DataFrame({"word": words, "q_drop": values[0] - values[1:]})
 
 
 @torch.no_grad()
-def score_items(net: QNetwork, obs: dict, item_x: torch.Tensor, genre_share: torch.Tensor | None = None) -> torch.Tensor:
+def score_items(
+    net: QNetwork, obs: dict, item_x: torch.Tensor, genre_share: torch.Tensor | None = None
+) -> torch.Tensor:
     """Q-values [B, M] of M new items from their *standardised* features ``item_x`` [M, F] (notebook 07).
 
     The network itself scores them: a copy whose catalogue is extended by the new items (their
@@ -657,7 +712,9 @@ def score_items(net: QNetwork, obs: dict, item_x: torch.Tensor, genre_share: tor
     big.item_x = torch.cat([net.item_x, item_x.to(net.item_x)])
     if net.fatigue is not None:
         if genre_share is None or genre_share.shape != (len(item_x), net.genre_share.shape[1]):
-            raise ValueError(f"this network prices genre fatigue: pass genre_share [{len(item_x)}, {net.genre_share.shape[1]}]")
+            raise ValueError(
+                f"this network prices genre fatigue: pass genre_share [{len(item_x)}, {net.genre_share.shape[1]}]"
+            )
         big.genre_share = torch.cat([net.genre_share, genre_share.to(net.genre_share)])
     obs = dict(obs, history=torch.where(obs["history"] < net.n_items, obs["history"], big.n_items))
-    return big(obs)[:, net.n_items:]
+    return big(obs)[:, net.n_items :]

@@ -25,9 +25,9 @@ A model is anything with ``scores(users: LongTensor) -> Tensor[len(users), n_ite
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,22 +45,27 @@ def _pairs(frame, n_users: int, n_items: int, what: str) -> tuple[np.ndarray, np
     if isinstance(frame, pd.DataFrame):
         missing = {"user", "item"} - set(frame.columns)
         if missing:
-            raise ValueError(f"{what} frame lacks columns {sorted(missing)}; pass rows of MovieLens.indexed() "
-                             "(0-based `user`, `item`) or an [N, 2] array of (user, item) pairs")
+            raise ValueError(
+                f"{what} frame lacks columns {sorted(missing)}; pass rows of MovieLens.indexed() "
+                "(0-based `user`, `item`) or an [N, 2] array of (user, item) pairs"
+            )
         users, items = frame["user"].to_numpy(), frame["item"].to_numpy()
     else:
         arr = np.asarray(frame)
         if arr.ndim != 2 or arr.shape[1] != 2:
-            raise ValueError(f"{what} must be a DataFrame with `user`/`item` columns or an [N, 2] array, "
-                             f"got shape {arr.shape}")
+            raise ValueError(
+                f"{what} must be a DataFrame with `user`/`item` columns or an [N, 2] array, got shape {arr.shape}"
+            )
         users, items = arr[:, 0], arr[:, 1]
     if not (np.issubdtype(users.dtype, np.integer) and np.issubdtype(items.dtype, np.integer)):
         raise TypeError(f"{what}: user and item ids must be integers (0-based indices from MovieLens.indexed())")
     for name, ids, size in (("user", users, n_users), ("item", items, n_items)):
         bad = (ids < 0) | (ids >= size)
         if bad.any():
-            raise IndexError(f"{what}: {name} ids {np.unique(ids[bad])[:5].tolist()} are outside the catalogue "
-                             f"[0, {size}); use the 0-based `{name}` column of MovieLens.indexed(), not `{name}_id`")
+            raise IndexError(
+                f"{what}: {name} ids {np.unique(ids[bad])[:5].tolist()} are outside the catalogue "
+                f"[0, {size}); use the 0-based `{name}` column of MovieLens.indexed(), not `{name}_id`"
+            )
     return users.astype(np.int64), items.astype(np.int64)
 
 
@@ -189,8 +194,9 @@ class EvalResult:
     def __str__(self) -> str:
         k = 10 if 10 in self.ks else self.ks[0]
         main = ", ".join(f"{m}@{k}={self.metrics[f'{m}@{k}']:.4f}" for m in METRICS)
-        return (f"{main}, MRR={self.metrics['MRR']:.4f} | {self.n_users} users ({self.n_skipped} skipped) | "
-                f"{self.protocol}")
+        return (
+            f"{main}, MRR={self.metrics['MRR']:.4f} | {self.n_users} users ({self.n_skipped} skipped) | {self.protocol}"
+        )
 
 
 class FullRankingEvaluator:
@@ -202,8 +208,19 @@ class FullRankingEvaluator:
     ``user``/``item`` columns (``MovieLens.indexed()``); ``n_users``/``n_items`` fix the catalogue.
     """
 
-    def __init__(self, train, targets, n_users: int, n_items: int, *, exclude: Iterable = (),
-                 ks=(5, 10, 20), protocol: str = "", batch_size: int = 1024, threads: int | None = 1):
+    def __init__(
+        self,
+        train,
+        targets,
+        n_users: int,
+        n_items: int,
+        *,
+        exclude: Iterable = (),
+        ks=(5, 10, 20),
+        protocol: str = "",
+        batch_size: int = 1024,
+        threads: int | None = 1,
+    ):
         self.ks = _check_ks(ks)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -225,14 +242,17 @@ class FullRankingEvaluator:
         # popularity of each item in training, as the share of users who rated it
         self.item_popularity = self.train.sum(0).double() / self.n_users
         masked = " + ".join(["train", *exclude])
-        self.protocol = (f"{protocol + '; ' if protocol else ''}full ranking over all {self.n_items} items, "
-                         f"{masked} masked, users without targets skipped, ties by item index")
+        self.protocol = (
+            f"{protocol + '; ' if protocol else ''}full ranking over all {self.n_items} items, "
+            f"{masked} masked, users without targets skipped, ties by item index"
+        )
 
     def _scores(self, model, users: torch.Tensor) -> torch.Tensor:
         if isinstance(model, torch.Tensor):
             if model.shape != (self.n_users, self.n_items):
-                raise ValueError(f"a score matrix must have shape ({self.n_users}, {self.n_items}), got "
-                                 f"{tuple(model.shape)}")
+                raise ValueError(
+                    f"a score matrix must have shape ({self.n_users}, {self.n_items}), got {tuple(model.shape)}"
+                )
             out = model[users]
         else:
             fn = model.scores if hasattr(model, "scores") else model
@@ -260,7 +280,7 @@ class FullRankingEvaluator:
         exposure = {k: torch.zeros(self.n_items, dtype=torch.float64) for k in self.ks}
         pop_sum = {k: 0.0 for k in self.ks}
         for lo in range(0, len(self.users), self.batch_size):
-            users = self.users[lo:lo + self.batch_size]
+            users = self.users[lo : lo + self.batch_size]
             scores = self._scores(model, users).masked_fill(self.mask[users], float("-inf"))
             if torch.isnan(scores).any():
                 raise ValueError("scores contain NaN; the model diverged (lower the learning rate)")
@@ -286,8 +306,17 @@ class FullRankingEvaluator:
             metrics[f"Coverage@{k}"] = float((exposure[k] > 0).double().mean())
             metrics[f"AvgPop@{k}"] = pop_sum[k] / (len(self.users) * k)
             metrics[f"Gini@{k}"] = gini(exposure[k].numpy())
-        return EvalResult(metrics, self.ks, self.protocol, len(self.users), self.n_skipped,
-                          time.perf_counter() - start, per_user, self.users.numpy(), time.process_time() - cpu)
+        return EvalResult(
+            metrics,
+            self.ks,
+            self.protocol,
+            len(self.users),
+            self.n_skipped,
+            time.perf_counter() - start,
+            per_user,
+            self.users.numpy(),
+            time.process_time() - cpu,
+        )
 
 
 def split_evaluator(split, part: str, n_users: int, n_items: int, ks=(5, 10, 20)) -> FullRankingEvaluator:
@@ -295,12 +324,20 @@ def split_evaluator(split, part: str, n_users: int, n_items: int, ks=(5, 10, 20)
     if part not in ("valid", "test"):
         raise ValueError(f"part must be 'valid' or 'test', got {part!r}")
     exclude = {"valid": split.valid} if part == "test" else {}
-    return FullRankingEvaluator(split.train, getattr(split, part), n_users, n_items, exclude=exclude, ks=ks,
-                                protocol=f"{split.protocol}, {part} part")
+    return FullRankingEvaluator(
+        split.train,
+        getattr(split, part),
+        n_users,
+        n_items,
+        exclude=exclude,
+        ks=ks,
+        protocol=f"{split.protocol}, {part} part",
+    )
 
 
-def paired_bootstrap(a: EvalResult, b: EvalResult, metric: str = "NDCG@10", n: int = 2000,
-                     seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap(
+    a: EvalResult, b: EvalResult, metric: str = "NDCG@10", n: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean of per-user ``a - b`` and its 95% paired-bootstrap interval (same users in both) (notebook 02)."""
     if a.users is None or b.users is None or not np.array_equal(a.users, b.users):
         raise ValueError("paired_bootstrap needs two results from the same evaluator (the same users)")

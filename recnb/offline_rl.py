@@ -78,8 +78,13 @@ class SequentialConfig:
     """CPU threads while training (None: torch's default)."""
 
     def __post_init__(self):
-        check_numbers("SequentialConfig", self, positive=("lr",), non_negative=("q_weight",),
-                      finite=("gamma", "target_tau", "dropout"))
+        check_numbers(
+            "SequentialConfig",
+            self,
+            positive=("lr",),
+            non_negative=("q_weight",),
+            finite=("gamma", "target_tau", "dropout"),
+        )
         if not 0 <= self.gamma < 1:
             raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
         if not 0 < self.target_tau <= 1:
@@ -137,14 +142,25 @@ def _windows(histories: list[np.ndarray], rewards: list[np.ndarray], max_len: in
         for start in range(0, n, max_len):
             stop = min(start + max_len, n)
             k = stop - start
-            row_in = np.full(max_len, pad); row_in[:k] = seq[start:stop]
-            row_tg = np.full(max_len, pad); row_tg[:k] = seq[start + 1:stop + 1]
-            row_r = np.zeros(max_len, np.float32); row_r[:k] = r[start + 1:stop + 1]
-            inputs.append(row_in); targets.append(row_tg); rew.append(row_r)
-            lengths.append(k); done.append(stop == n)
+            row_in = np.full(max_len, pad)
+            row_in[:k] = seq[start:stop]
+            row_tg = np.full(max_len, pad)
+            row_tg[:k] = seq[start + 1 : stop + 1]
+            row_r = np.zeros(max_len, np.float32)
+            row_r[:k] = r[start + 1 : stop + 1]
+            inputs.append(row_in)
+            targets.append(row_tg)
+            rew.append(row_r)
+            lengths.append(k)
+            done.append(stop == n)
     as_t = lambda a, dt: torch.as_tensor(np.stack(a) if isinstance(a[0], np.ndarray) else np.array(a), dtype=dt)
-    return (as_t(inputs, torch.long), as_t(targets, torch.long), as_t(rew, torch.float32),
-            as_t(lengths, torch.long), as_t(done, torch.bool))
+    return (
+        as_t(inputs, torch.long),
+        as_t(targets, torch.long),
+        as_t(rew, torch.float32),
+        as_t(lengths, torch.long),
+        as_t(done, torch.bool),
+    )
 
 
 def _histories(frames, n_users: int) -> tuple[list, list]:
@@ -152,8 +168,10 @@ def _histories(frames, n_users: int) -> tuple[list, list]:
     frame = pd.concat(frames, ignore_index=True) if isinstance(frames, (list, tuple)) else frames
     need = {"user", "item", "timestamp"}
     if not need <= set(frame.columns):
-        raise ValueError(f"frames lack columns {sorted(need - set(frame.columns))}; pass parts of a split of "
-                         "MovieLens.indexed() (0-based `user`/`item`, `timestamp`)")
+        raise ValueError(
+            f"frames lack columns {sorted(need - set(frame.columns))}; pass parts of a split of "
+            "MovieLens.indexed() (0-based `user`/`item`, `timestamp`)"
+        )
     frame = frame.sort_values(["user", "timestamp", "item"], kind="stable")
     rating = frame["rating"].to_numpy(np.float32) / 5.0 if "rating" in frame else np.ones(len(frame), np.float32)
     users, items = frame["user"].to_numpy(), frame["item"].to_numpy()
@@ -164,8 +182,7 @@ def _histories(frames, n_users: int) -> tuple[list, list]:
 class SequentialRecommender:
     """Next-item GRU recommender, optionally with an SQN Q-head, trained offline (notebook 07)."""
 
-    def __init__(self, n_users: int, n_items: int, config: SequentialConfig | None = None,
-                 text_vectors=None):
+    def __init__(self, n_users: int, n_items: int, config: SequentialConfig | None = None, text_vectors=None):
         self.config = config or SequentialConfig()
         if n_users <= 0 or n_items <= 0:
             raise ValueError(f"n_users and n_items must be positive, got {n_users}, {n_items}")
@@ -215,7 +232,7 @@ class SequentialRecommender:
         td = F.smooth_l1_loss(q_taken[used], target[used])
         return ce + cfg.q_weight * td, ce.detach(), td.detach()
 
-    def fit(self, train, valid=None) -> "SequentialRecommender":
+    def fit(self, train, valid=None) -> SequentialRecommender:
         """Train on ``train`` (Track B training part); early-stop on ``valid`` NDCG@10 when given.
 
         A loss that turns NaN or infinite (checked every step) or a weight that does (checked after every epoch)
@@ -233,24 +250,30 @@ class SequentialRecommender:
         cfg, start = self.config, time.perf_counter()
         seqs, rews = _histories(train, self.n_users)
         if cfg.train_tail:
-            seqs, rews = [s[-cfg.train_tail:] for s in seqs], [r[-cfg.train_tail:] for r in rews]
-        data = _windows([s for s in seqs if len(s) > 1], [r for s, r in zip(seqs, rews) if len(s) > 1],
-                        cfg.max_len, self.n_items)
-        evaluator = FullRankingEvaluator(train, valid, self.n_users, self.n_items, ks=(10,)) if valid is not None else None
+            seqs, rews = [s[-cfg.train_tail :] for s in seqs], [r[-cfg.train_tail :] for r in rews]
+        data = _windows(
+            [s for s in seqs if len(s) > 1], [r for s, r in zip(seqs, rews) if len(s) > 1], cfg.max_len, self.n_items
+        )
+        evaluator = (
+            FullRankingEvaluator(train, valid, self.n_users, self.n_items, ks=(10,)) if valid is not None else None
+        )
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         gen = torch.Generator().manual_seed(cfg.seed)
         best, best_state, waited = -np.inf, None, 0
         self.history = []
         where = f"{self.name} training"
-        fix = (f"lower SequentialConfig.lr (now {cfg.lr:g}; the default is 0.002)"
-               + (f" or q_weight (now {cfg.q_weight:g})" if cfg.q_head else "") + ", or check the ratings for NaN")
+        fix = (
+            f"lower SequentialConfig.lr (now {cfg.lr:g}; the default is 0.002)"
+            + (f" or q_weight (now {cfg.q_weight:g})" if cfg.q_head else "")
+            + ", or check the ratings for NaN"
+        )
         bar = tqdm(range(1, cfg.max_epochs + 1), desc=self.name, disable=not cfg.progress, leave=False)
         for epoch in bar:
             self.net.train()
             order = torch.randperm(len(data[0]), generator=gen)
             ce_sum = td_sum = 0.0
             for step, lo in enumerate(range(0, len(order), cfg.batch_size), 1):
-                idx = order[lo:lo + cfg.batch_size]
+                idx = order[lo : lo + cfg.batch_size]
                 loss, ce, td = self._loss(*(t[idx] for t in data))
                 opt.zero_grad()
                 loss.backward()
@@ -265,8 +288,12 @@ class SequentialRecommender:
                 td_value = finite_or_raise(td, where=where + " (TD loss)", step=at, fix=fix)
                 ce_sum, td_sum = ce_sum + ce_value * len(idx), td_sum + td_value * len(idx)
             check_finite_parameters(self.net, where=where, step=f"epoch {epoch}", fix=fix)
-            row = {"epoch": epoch, "ce_loss": ce_sum / len(order), "td_loss": td_sum / len(order),
-                   "seconds": time.perf_counter() - start}
+            row = {
+                "epoch": epoch,
+                "ce_loss": ce_sum / len(order),
+                "td_loss": td_sum / len(order),
+                "seconds": time.perf_counter() - start,
+            }
             if evaluator is not None:
                 row["valid_NDCG@10"] = value = evaluator.evaluate(self.scorer(train))["NDCG@10"]
                 if value > best:
@@ -295,7 +322,7 @@ class SequentialRecommender:
         for u, seq in enumerate(seqs):
             if len(seq):
                 tail = torch.as_tensor(np.array(seq[-L:]), dtype=torch.long)
-                window[u, :len(tail)] = tail
+                window[u, : len(tail)] = tail
                 last[u] = len(tail) - 1
 
         @torch.no_grad()

@@ -18,8 +18,8 @@ Estimators (each returns an :class:`Estimate` with a normal-approximation 95% CI
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -52,15 +52,19 @@ def _as_logs(actions, rewards, propensities, target):
     if n == 0:
         raise ValueError("the log is empty: off-policy evaluation needs at least one logged round")
     if rewards.shape != (n,) or propensities.shape != (n,):
-        raise ValueError(f"actions, rewards and propensities must be 1-D of one length, got {actions.shape}, "
-                         f"{rewards.shape}, {propensities.shape}")
+        raise ValueError(
+            f"actions, rewards and propensities must be 1-D of one length, got {actions.shape}, "
+            f"{rewards.shape}, {propensities.shape}"
+        )
     if target.ndim != 2 or target.shape[0] != n:
         raise ValueError(f"target must be a [rounds, actions] matrix of pi(a|x), got shape {target.shape}")
     if actions.min() < 0 or actions.max() >= target.shape[1]:
         raise ValueError(f"logged actions must be in [0, {target.shape[1]}); got {actions.min()}..{actions.max()}")
     if not (np.all(propensities > 0) and np.all(propensities <= 1)):
-        raise ValueError("propensities must be in (0, 1]: a logged action with probability 0 cannot be "
-                         "reweighted; log the logging policy's probability of the action it took")
+        raise ValueError(
+            "propensities must be in (0, 1]: a logged action with probability 0 cannot be "
+            "reweighted; log the logging policy's probability of the action it took"
+        )
     if np.any(target < -1e-9) or not np.allclose(target.sum(1), 1, atol=1e-6):
         raise ValueError("each row of target must be a probability distribution over actions (>= 0, sums to 1)")
     return actions, rewards, propensities, target
@@ -131,8 +135,13 @@ def doubly_robust(actions, rewards, propensities, target, predicted_rewards) -> 
     return _estimate(terms, "DR")
 
 
-def cross_fit(n_rounds: int, fit: Callable[[np.ndarray], object], predict: Callable[[object, np.ndarray], np.ndarray],
-              folds: int = 2, seed: int = 0) -> np.ndarray:
+def cross_fit(
+    n_rounds: int,
+    fit: Callable[[np.ndarray], object],
+    predict: Callable[[object, np.ndarray], np.ndarray],
+    folds: int = 2,
+    seed: int = 0,
+) -> np.ndarray:
     """Out-of-fold reward predictions: fit on the other folds, predict each fold's rounds (notebook 08).
 
     ``fit(train_rows) -> model`` and ``predict(model, rows) -> [len(rows), n_actions]``.

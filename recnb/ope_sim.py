@@ -23,8 +23,8 @@ an input: the estimators, the reward model and every non-oracle target never see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -54,10 +54,14 @@ class LoggingConfig:
         if not (isinstance(self.n_rounds, int) and self.n_rounds >= 10):
             raise ValueError(f"n_rounds must be an integer >= 10, got {self.n_rounds!r}")
         if not (isinstance(self.n_candidates, int) and self.n_candidates >= 2):
-            raise ValueError(f"n_candidates must be an integer >= 2 (a choice needs two options), got {self.n_candidates!r}")
+            raise ValueError(
+                f"n_candidates must be an integer >= 2 (a choice needs two options), got {self.n_candidates!r}"
+            )
         if not 0 < self.epsilon <= 1:
-            raise ValueError(f"epsilon must be in (0, 1]: with 0 the other candidates are never logged "
-                             f"and no other policy can be evaluated; got {self.epsilon}")
+            raise ValueError(
+                f"epsilon must be in (0, 1]: with 0 the other candidates are never logged "
+                f"and no other policy can be evaluated; got {self.epsilon}"
+            )
         if not (isinstance(self.batch_users, int) and self.batch_users >= 1):
             raise ValueError(f"batch_users must be an integer >= 1, got {self.batch_users!r}")
 
@@ -83,8 +87,10 @@ class BanditLog:
 
 def _require_platform(env) -> None:
     if not (hasattr(env, "platform_scores") and hasattr(env, "sim")):
-        raise TypeError("OPE logs are collected through the platform's view: pass "
-                        "recnb.platform.PlatformEnv(sim, platform, users=...), not the bare simulator")
+        raise TypeError(
+            "OPE logs are collected through the platform's view: pass "
+            "recnb.platform.PlatformEnv(sim, platform, users=...), not the bare simulator"
+        )
 
 
 def history_genre_overlap(env) -> torch.Tensor:
@@ -148,8 +154,13 @@ def _sample_candidates(env, k: int, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def collect_logs(env, stats: RatingStats, config: LoggingConfig = LoggingConfig(),
-                 targets: dict[str, Scorer] | None = None, progress: bool = True) -> BanditLog:
+def collect_logs(
+    env,
+    stats: RatingStats,
+    config: LoggingConfig = LoggingConfig(),
+    targets: dict[str, Scorer] | None = None,
+    progress: bool = True,
+) -> BanditLog:
     """Run the epsilon-greedy popularity logger through the platform's view ``env`` and record bandit logs (notebook 08).
 
     ``env`` is a :class:`recnb.platform.PlatformEnv` (its user pool is who gets logged); ``stats`` the
@@ -161,13 +172,17 @@ def collect_logs(env, stats: RatingStats, config: LoggingConfig = LoggingConfig(
     _require_platform(env)
     cfg, targets = config, dict(targets or {})
     if stats.user_mean.shape != (env.n_calibration_users,) or stats.item_mean.shape != (env.n_items,):
-        raise ValueError(f"the platform's rating stats must cover {env.n_calibration_users} calibration users and "
-                         f"{env.n_items} items, got {tuple(stats.user_mean.shape)} users, {tuple(stats.item_mean.shape)} items")
+        raise ValueError(
+            f"the platform's rating stats must cover {env.n_calibration_users} calibration users and "
+            f"{env.n_items} items, got {tuple(stats.user_mean.shape)} users, {tuple(stats.item_mean.shape)} items"
+        )
     if env.config.slate_size != 1:
         raise ValueError("collect_logs logs single-item recommendations; use a SimulatorConfig with slate_size=1")
     gen = torch.Generator().manual_seed(cfg.seed)
     K, eps, dev = cfg.n_candidates, cfg.epsilon, env.device
-    rows: dict[str, list] = {k: [] for k in ("user", "step", "cand", "action", "prop", "probs", "reward", "feat", "truth")}
+    rows: dict[str, list] = {
+        k: [] for k in ("user", "step", "cand", "action", "prop", "probs", "reward", "feat", "truth")
+    }
     scores: dict[str, list] = {name: [] for name in targets}
     bar = None
     if progress:
@@ -196,20 +211,36 @@ def collect_logs(env, stats: RatingStats, config: LoggingConfig = LoggingConfig(
             step = env.t.clone()
             user = env.user.clone()
             _, reward, _, _, _ = env.step(cand.gather(1, action[:, None]).squeeze(1))
-            for key, value in (("user", user), ("step", step), ("cand", cand), ("action", action),
-                               ("prop", probs.gather(1, action[:, None]).squeeze(1)), ("probs", probs),
-                               ("reward", reward), ("feat", feats), ("truth", truth)):
+            for key, value in (
+                ("user", user),
+                ("step", step),
+                ("cand", cand),
+                ("action", action),
+                ("prop", probs.gather(1, action[:, None]).squeeze(1)),
+                ("probs", probs),
+                ("reward", reward),
+                ("feat", feats),
+                ("truth", truth),
+            ):
                 rows[key].append(value[active])
             n += int(active.sum())
             if bar is not None:
                 bar.update(int(active.sum()))
     if bar is not None:
         bar.close()
-    cat = {k: torch.cat(v)[:cfg.n_rounds].cpu().numpy() for k, v in rows.items()}
-    return BanditLog(cat["user"], cat["step"].astype(np.int64), cat["cand"], cat["action"], cat["prop"].astype(float),
-                     cat["probs"].astype(float), cat["reward"].astype(float), cat["feat"].astype(float),
-                     cat["truth"].astype(float),
-                     {k: torch.cat(v)[:cfg.n_rounds].cpu().numpy().astype(float) for k, v in scores.items()})
+    cat = {k: torch.cat(v)[: cfg.n_rounds].cpu().numpy() for k, v in rows.items()}
+    return BanditLog(
+        cat["user"],
+        cat["step"].astype(np.int64),
+        cat["cand"],
+        cat["action"],
+        cat["prop"].astype(float),
+        cat["probs"].astype(float),
+        cat["reward"].astype(float),
+        cat["feat"].astype(float),
+        cat["truth"].astype(float),
+        {k: torch.cat(v)[: cfg.n_rounds].cpu().numpy().astype(float) for k, v in scores.items()},
+    )
 
 
 def greedy_probs(scores: np.ndarray) -> np.ndarray:
@@ -265,15 +296,22 @@ def estimate_all(log: BanditLog, target: np.ndarray, predicted: np.ndarray, clip
     """Every estimator of :mod:`recnb.ope` on one target, plus the true value and ESS (notebook 08)."""
     args = (log.action, log.reward, log.propensity, target)
     out = {"true": true_value(log, target)}
-    for est in (ope.direct_method(target, predicted), ope.ips(*args), ope.ips(*args, clip=clip), ope.snips(*args),
-                ope.doubly_robust(*args, predicted)):
+    for est in (
+        ope.direct_method(target, predicted),
+        ope.ips(*args),
+        ope.ips(*args, clip=clip),
+        ope.snips(*args),
+        ope.doubly_robust(*args, predicted),
+    ):
         key = "IPS-clip" if est.estimator.startswith("IPS (clip") else est.estimator
         out[key], out[f"{key}_se"] = est.value, est.stderr
     out["ESS"] = ope.effective_sample_size(ope.importance_weights(log.action, log.propensity, target))
     return out
 
 
-def evaluate_targets(log: BanditLog, targets: dict[str, np.ndarray], predicted: np.ndarray, clip: float = 10.0) -> pd.DataFrame:
+def evaluate_targets(
+    log: BanditLog, targets: dict[str, np.ndarray], predicted: np.ndarray, clip: float = 10.0
+) -> pd.DataFrame:
     """One row per target policy: true value, each estimate with its stderr, relative errors, ESS (notebook 08)."""
     table = pd.DataFrame({name: estimate_all(log, probs, predicted, clip) for name, probs in targets.items()}).T
     for key in ("DM", "IPS", "IPS-clip", "SNIPS", "DR"):

@@ -49,8 +49,15 @@ class PlatformModel:
 
     def item_features(self) -> torch.Tensor:
         """FloatTensor [N, F]: the platform's item features -- factors, bias, genre shares, log popularity."""
-        return torch.cat([self.item_factors, self.item_bias[:, None], self.genre_shares(),
-                          torch.log1p(self.item_popularity)[:, None]], 1).float()
+        return torch.cat(
+            [
+                self.item_factors,
+                self.item_bias[:, None],
+                self.genre_shares(),
+                torch.log1p(self.item_popularity)[:, None],
+            ],
+            1,
+        ).float()
 
 
 def fit_platform_model(split, n_users: int, n_items: int, calibration, config=None) -> PlatformModel:
@@ -64,9 +71,14 @@ def fit_platform_model(split, n_users: int, n_items: int, calibration, config=No
     model = BPR(n_users, n_items, config or BPRConfig(progress=False)).fit(split.train, split.valid)
     users, items = model.factors()
     rows = torch.as_tensor(calibration_rows(calibration, split.train), dtype=torch.long)
-    return PlatformModel(users[rows], items, model.net.bias.weight.detach()[:, 0].clone(),
-                         calibration.item_genres.clone(), calibration.item_popularity.clone(),
-                         [np.asarray(t) for t in calibration.train_items])
+    return PlatformModel(
+        users[rows],
+        items,
+        model.net.bias.weight.detach()[:, 0].clone(),
+        calibration.item_genres.clone(),
+        calibration.item_popularity.clone(),
+        [np.asarray(t) for t in calibration.train_items],
+    )
 
 
 PLATFORM_VERSION = 1  # bump when fit_platform_model changes, so stale caches are refitted
@@ -100,8 +112,9 @@ def movielens_platform(seed: int = 0, refresh: bool = False) -> PlatformModel:
             tensors = [t[k] for k in names]
         except (SafetensorError, KeyError, ValueError) as exc:
             raise cache.CorruptEntry(f"not a platform model ({exc!r})") from exc
-        return PlatformModel(*tensors, cal.item_genres.clone(), cal.item_popularity.clone(),
-                             [np.asarray(x) for x in cal.train_items])
+        return PlatformModel(
+            *tensors, cal.item_genres.clone(), cal.item_popularity.clone(), [np.asarray(x) for x in cal.train_items]
+        )
 
     def dump(platform: PlatformModel) -> tuple[bytes, dict]:
         return save({k: getattr(platform, k).contiguous() for k in names}), {}
@@ -128,14 +141,17 @@ class PlatformEnv:
         if not 0 <= decay < 1:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
         if platform.item_factors.shape[0] != sim.n_items or len(platform.train_items) != sim.n_calibration_users:
-            raise ValueError("the platform model and the simulator disagree on the catalogue or the users; "
-                             "fit the platform on the split the simulator was calibrated on")
+            raise ValueError(
+                "the platform model and the simulator disagree on the catalogue or the users; "
+                "fit the platform on the split the simulator was calibrated on"
+            )
         self.sim, self.platform, self.decay = sim, platform, float(decay)
         self.device = sim.device
         self.config = sim.config
         self.pool = None if users is None else torch.as_tensor(np.asarray(users), dtype=torch.long)
-        if self.pool is not None and (self.pool.numel() == 0 or int(self.pool.min()) < 0
-                                      or int(self.pool.max()) >= sim.n_calibration_users):
+        if self.pool is not None and (
+            self.pool.numel() == 0 or int(self.pool.min()) < 0 or int(self.pool.max()) >= sim.n_calibration_users
+        ):
             raise ValueError(f"users must be calibration rows in [0, {sim.n_calibration_users})")
         dev = self.device
         self.item_popularity = platform.item_popularity.to(dev)
@@ -150,7 +166,7 @@ class PlatformEnv:
             seen = torch.as_tensor(np.asarray(seen), dtype=torch.long)
             self._logged_seen[row, seen] = True
             if len(seen):
-                self._logged_history[row, -min(K, len(seen)):] = seen[-K:]
+                self._logged_history[row, -min(K, len(seen)) :] = seen[-K:]
         self._logged_seen, self._logged_history = self._logged_seen.to(dev), self._logged_history.to(dev)
         self.user = None
 
@@ -204,8 +220,13 @@ class PlatformEnv:
         users = None
         if self.pool is not None:
             n = int(mask.sum())
-            users = self.pool[torch.randint(0, len(self.pool), (n,), generator=self.sim.generator,
-                                            device=self.sim.device).cpu()] if n else None
+            users = (
+                self.pool[
+                    torch.randint(0, len(self.pool), (n,), generator=self.sim.generator, device=self.sim.device).cpu()
+                ]
+                if n
+                else None
+            )
         self.sim.reset_where(mask, users=users)
         self._start(mask)
         return observe_platform(self)
@@ -277,8 +298,18 @@ class PlatformEnv:
         elapsed = self.t / self.config.horizon
         rate = self.clicks / self.t.clamp_min(1)
         mean_rating = self.rating_sum / self.clicks.clamp_min(1) / 5.0
-        return torch.cat([self._user_factors.index_select(0, self.user), self.genre_clicks, self.genre_ignored,
-                          elapsed[:, None], rate[:, None], self.last_click[:, None], mean_rating[:, None]], 1).float()
+        return torch.cat(
+            [
+                self._user_factors.index_select(0, self.user),
+                self.genre_clicks,
+                self.genre_ignored,
+                elapsed[:, None],
+                rate[:, None],
+                self.last_click[:, None],
+                mean_rating[:, None],
+            ],
+            1,
+        ).float()
 
     def exposure_columns(self) -> slice:
         """Where :meth:`user_features` keeps the per-genre click counts (the fatigue signal a platform has)."""
@@ -300,5 +331,10 @@ def observe_platform(env: PlatformEnv) -> dict:
     ``mask``: films not yet consumed; ``user_id``: the calibration row (who the user is);
     ``immediate``: the platform recommender's score of every film -- what platform-greedy maximises.
     """
-    return {"user": env.user_features(), "history": env.history.clone(), "mask": env.available_mask(),
-            "user_id": env.user.clone(), "immediate": env.platform_scores()}
+    return {
+        "user": env.user_features(),
+        "history": env.history.clone(),
+        "mask": env.available_mask(),
+        "user_id": env.user.clone(),
+        "immediate": env.platform_scores(),
+    }

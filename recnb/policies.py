@@ -82,8 +82,10 @@ class GreedyPolicy:
 
 def _platform(env):
     if not hasattr(env, "platform_scores"):
-        raise TypeError("this policy reads the platform's view: wrap the simulator, "
-                        "recnb.platform.PlatformEnv(sim, recnb.platform.movielens_platform())")
+        raise TypeError(
+            "this policy reads the platform's view: wrap the simulator, "
+            "recnb.platform.PlatformEnv(sim, recnb.platform.movielens_platform())"
+        )
     return env
 
 
@@ -183,9 +185,11 @@ class Evaluation:
 
     def __str__(self) -> str:
         s = self.summary()
-        return (f"{self.policy}: return {s['return']:.3f} ± {s['return_ci95']:.3f}, length {s['length']:.1f} ± "
-                f"{s['length_ci95']:.1f}, click rate {s['click_rate']:.3f} ± {s['click_rate_ci95']:.3f} "
-                f"({s['users']} users, seed {self.seed})")
+        return (
+            f"{self.policy}: return {s['return']:.3f} ± {s['return_ci95']:.3f}, length {s['length']:.1f} ± "
+            f"{s['length_ci95']:.1f}, click rate {s['click_rate']:.3f} ± {s['click_rate_ci95']:.3f} "
+            f"({s['users']} users, seed {self.seed})"
+        )
 
 
 @torch.no_grad()
@@ -223,8 +227,13 @@ def evaluate_policy(sim, policy, n_users: int = 1000, seed: int = 0, users=None,
     if bar is not None:
         bar.close()
     lengths = steps.double().cpu().numpy()
-    return Evaluation(getattr(policy, "name", type(policy).__name__), total.double().cpu().numpy(), lengths,
-                      (clicks.double().cpu().numpy() / np.maximum(lengths, 1)), seed)
+    return Evaluation(
+        getattr(policy, "name", type(policy).__name__),
+        total.double().cpu().numpy(),
+        lengths,
+        (clicks.double().cpu().numpy() / np.maximum(lengths, 1)),
+        seed,
+    )
 
 
 @dataclass
@@ -248,8 +257,10 @@ class Comparison:
         return abs(self.diff) > self.ci95
 
     def __str__(self) -> str:
-        return (f"{self.a} - {self.b}: {self.diff:+.3f} ± {self.ci95:.3f} return per user "
-                f"({self.relative:+.1%} ± {self.relative_ci95:.1%}; paired, {self.users} users)")
+        return (
+            f"{self.a} - {self.b}: {self.diff:+.3f} ± {self.ci95:.3f} return per user "
+            f"({self.relative:+.1%} ± {self.relative_ci95:.1%}; paired, {self.users} users)"
+        )
 
 
 def seed_average(evaluations, name: str | None = None) -> Evaluation:

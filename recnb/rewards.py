@@ -25,8 +25,9 @@ e-commerce repeat  retention (episode length)  repurchase = the user coming back
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +60,9 @@ def _where(cond, a, b):
     """Elementwise select that works for torch tensors and NumPy arrays."""
     if isinstance(cond, torch.Tensor) or isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         cond = torch.as_tensor(cond)
-        return torch.where(cond.bool(), torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32))
+        return torch.where(
+            cond.bool(), torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32)
+        )
     return np.where(np.asarray(cond, dtype=bool), a, b)
 
 

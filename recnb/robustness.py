@@ -31,8 +31,14 @@ def _plan(ratings: pd.DataFrame, fraction: float, seed: int):
 
 def _frame(users, items, stars, rng, ratings) -> pd.DataFrame:
     lo, hi = int(ratings["timestamp"].min()), int(ratings["timestamp"].max())
-    fake = pd.DataFrame({"user_id": users, "item_id": items, "rating": np.clip(stars, 1, 5),
-                         "timestamp": rng.integers(lo, hi + 1, size=len(users))})
+    fake = pd.DataFrame(
+        {
+            "user_id": users,
+            "item_id": items,
+            "rating": np.clip(stars, 1, 5),
+            "timestamp": rng.integers(lo, hi + 1, size=len(users)),
+        }
+    )
     fake = fake.astype({c: ratings[c].dtype for c in fake.columns})
     out = pd.concat([ratings.assign(injected=False), fake.assign(injected=True)], ignore_index=True)
     return out
@@ -50,8 +56,9 @@ def inject_random_raters(ratings: pd.DataFrame, fraction: float = 0.05, seed: in
     return _frame(users, items, rng.integers(1, 6, size=len(items)), rng, ratings)
 
 
-def inject_shilling_attack(ratings: pd.DataFrame, target_item: int, fraction: float = 0.05, seed: int = 0,
-                           filler_pool: int = 200) -> pd.DataFrame:
+def inject_shilling_attack(
+    ratings: pd.DataFrame, target_item: int, fraction: float = 0.05, seed: int = 0, filler_pool: int = 200
+) -> pd.DataFrame:
     """Add fake users giving ``target_item`` 5 stars, padded with popular items at their mean rating (notebook 08)."""
     if target_item not in set(ratings["item_id"].unique()):
         raise ValueError(f"target_item {target_item} is not in the ratings; pick an item id from the catalogue")

@@ -66,16 +66,15 @@ randomness comes from one ``torch.Generator`` seeded by ``reset``: same seed, sa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from types import SimpleNamespace
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import rewards as rewards_mod
-from .data import GENRES
 
 LONG_TERM_FIELDS = ("drift_rate", "fatigue_strength", "boredom", "leave_sensitivity")
 
@@ -138,8 +137,10 @@ class SimulatorConfig:
 
         for name in ("horizon", "slate_size", "history_len"):
             value = getattr(self, name)
-            need(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1,
-                 f"{name} must be an integer >= 1, got {value!r}")
+            need(
+                isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1,
+                f"{name} must be an integer >= 1, got {value!r}",
+            )
         need(math.isfinite(self.choice_offset), f"choice_offset must be a finite logit, got {self.choice_offset}")
         need(self.trait_spread >= 0, f"trait_spread must be >= 0, got {self.trait_spread}")
         need(self.rating_noise >= 0, f"rating_noise must be >= 0, got {self.rating_noise}")
@@ -149,14 +150,18 @@ class SimulatorConfig:
         need(0 <= self.fatigue_recovery < 1, f"fatigue_recovery must be in [0, 1), got {self.fatigue_recovery}")
         need(0 <= self.satisfaction_init <= 1, f"satisfaction_init must be in [0, 1], got {self.satisfaction_init}")
         need(0 < self.satisfaction_rate <= 1, f"satisfaction_rate must be in (0, 1], got {self.satisfaction_rate}")
-        need(0 <= self.no_click_experience <= 1, f"no_click_experience must be in [0, 1], got {self.no_click_experience}")
+        need(
+            0 <= self.no_click_experience <= 1, f"no_click_experience must be in [0, 1], got {self.no_click_experience}"
+        )
         need(0 <= self.leave_base < 1, f"leave_base must be in [0, 1), got {self.leave_base}")
-        need(self.leave_base + self.leave_sensitivity <= 1,
-             f"leave_base + leave_sensitivity must be <= 1 (a probability), got {self.leave_base + self.leave_sensitivity}")
+        need(
+            self.leave_base + self.leave_sensitivity <= 1,
+            f"leave_base + leave_sensitivity must be <= 1 (a probability), got {self.leave_base + self.leave_sensitivity}",
+        )
         need(isinstance(self.long_term, bool), f"long_term must be True or False, got {self.long_term!r}")
         rewards_mod.get(self.reward)  # raises on an unknown name
 
-    def with_strength(self, strength: float) -> "SimulatorConfig":
+    def with_strength(self, strength: float) -> SimulatorConfig:
         """The same config with drift, fatigue and satisfaction-driven leaving scaled by ``strength`` (notebook 04).
 
         ``strength=0`` behaves exactly like ``long_term=False``; 1 is this config.
@@ -175,11 +180,17 @@ class SimulatorConfig:
 
 # ---------------------------------------------------------------- calibration (recnb.calibration)
 
-from .calibration import (CALIBRATION_VERSION, Calibration, calibrate, fit_choice_model,  # noqa: E402,F401
-                          fit_rating_model, movielens_calibration)
-
+from .calibration import (  # noqa: E402,F401
+    CALIBRATION_VERSION,
+    Calibration,
+    calibrate,
+    fit_choice_model,
+    fit_rating_model,
+    movielens_calibration,
+)
 
 # ---------------------------------------------------------------- the batched simulator
+
 
 @dataclass
 class UserState:
@@ -232,15 +243,18 @@ class UserSimulator:
         # each item spreads one unit of exposure over its genres
         self._genre_share = self.item_genres / self.item_genres.sum(1, keepdim=True)
         # drift moves preferences towards items on the scale of user vectors, not item vectors
-        self._drift_scale = float(self.choice_user_factors.norm(dim=1).mean()
-                                  / self.choice_item_factors.norm(dim=1).mean().clamp_min(1e-8))
+        self._drift_scale = float(
+            self.choice_user_factors.norm(dim=1).mean() / self.choice_item_factors.norm(dim=1).mean().clamp_min(1e-8)
+        )
         self._train_mask = torch.zeros(len(calibration.train_items), self.n_items, dtype=torch.bool)  # True = seen
-        self._train_history = torch.full((len(calibration.train_items), self.config.history_len), self.n_items, dtype=torch.long)
+        self._train_history = torch.full(
+            (len(calibration.train_items), self.config.history_len), self.n_items, dtype=torch.long
+        )
         for row, seen in enumerate(calibration.train_items):
             self._train_mask[row, torch.as_tensor(seen, dtype=torch.long)] = True
-            last = torch.as_tensor(seen[-self.config.history_len:], dtype=torch.long)
+            last = torch.as_tensor(seen[-self.config.history_len :], dtype=torch.long)
             if len(last):
-                self._train_history[row, -len(last):] = last
+                self._train_history[row, -len(last) :] = last
         self._train_available = (~self._train_mask).to(dev)
         del self._train_mask
         self._train_history = self._train_history.to(dev)
@@ -263,15 +277,39 @@ class UserSimulator:
         cfg, d, G, dev = self.config, self.choice_item_factors.shape[1], self.n_genres, self.device
         dr = self.item_factors.shape[1]
         ones_n = torch.ones(self.n_items, 1, device=dev)
-        self._item_table = torch.cat([self.choice_item_factors, ones_n, self.choice_item_bias[:, None], self._genre_share,
-                                      self.item_factors, ones_n, self.item_bias[:, None]], 1)
+        self._item_table = torch.cat(
+            [
+                self.choice_item_factors,
+                ones_n,
+                self.choice_item_bias[:, None],
+                self._genre_share,
+                self.item_factors,
+                ones_n,
+                self.item_bias[:, None],
+            ],
+            1,
+        )
         n_users = self.n_calibration_users
         ones_u = torch.ones(n_users, 1, device=dev)
-        self._user_table = torch.cat([self.choice_user_factors, (self.choice_user_bias + cfg.choice_offset)[:, None], ones_u,
-                                      torch.zeros(n_users, G, device=dev),
-                                      self.user_factors, (self.mu + self.user_bias)[:, None], ones_u], 1)
-        self._cols = {"preference": slice(0, d), "base": d, "choice_terms": slice(0, d + 2),
-                      "exposure": slice(d + 2, d + 2 + G), "rating_terms": slice(d + 2 + G, d + 2 + G + dr + 2)}
+        self._user_table = torch.cat(
+            [
+                self.choice_user_factors,
+                (self.choice_user_bias + cfg.choice_offset)[:, None],
+                ones_u,
+                torch.zeros(n_users, G, device=dev),
+                self.user_factors,
+                (self.mu + self.user_bias)[:, None],
+                ones_u,
+            ],
+            1,
+        )
+        self._cols = {
+            "preference": slice(0, d),
+            "base": d,
+            "choice_terms": slice(0, d + 2),
+            "exposure": slice(d + 2, d + 2 + G),
+            "rating_terms": slice(d + 2 + G, d + 2 + G + dr + 2),
+        }
         # the [B, N] views weigh the columns of packed user rows x item rows: utility = choice terms
         # - fatigue_strength * exposure (0 with long-term effects off); rating = the rating terms
         width = self._item_table.shape[1]
@@ -282,25 +320,45 @@ class UserSimulator:
         self._rating_weights[self._cols["rating_terms"]] = 1.0
         # the config's numbers as 0-dim tensors: `x * tensor` costs a third of `x * python_float` here,
         # because a Python number is wrapped into a new tensor at every call
-        self._c = SimpleNamespace(**{name: torch.tensor(value, device=dev) for name, value in dict(
-            fatigue_strength=cfg.fatigue_strength, fatigue_recovery=cfg.fatigue_recovery, drift_rate=cfg.drift_rate,
-            drift_scale=self._drift_scale, boredom=cfg.boredom, no_click_experience=cfg.no_click_experience,
-            satisfaction_rate=cfg.satisfaction_rate, leave_base=cfg.leave_base, leave_sensitivity=cfg.leave_sensitivity,
-            one=1.0, quarter=0.25).items()})
+        self._c = SimpleNamespace(
+            **{
+                name: torch.tensor(value, device=dev)
+                for name, value in dict(
+                    fatigue_strength=cfg.fatigue_strength,
+                    fatigue_recovery=cfg.fatigue_recovery,
+                    drift_rate=cfg.drift_rate,
+                    drift_scale=self._drift_scale,
+                    boredom=cfg.boredom,
+                    no_click_experience=cfg.no_click_experience,
+                    satisfaction_rate=cfg.satisfaction_rate,
+                    leave_base=cfg.leave_base,
+                    leave_sensitivity=cfg.leave_sensitivity,
+                    one=1.0,
+                    quarter=0.25,
+                ).items()
+            }
+        )
         self._c.no_item = torch.tensor(-1, device=dev)
 
     @classmethod
-    def from_movielens(cls, ratings_train: pd.DataFrame, items: pd.DataFrame, config: SimulatorConfig | None = None,
-                       device: str = "cpu", seed: int = 0, dim: int = 16) -> "UserSimulator":
+    def from_movielens(
+        cls,
+        ratings_train: pd.DataFrame,
+        items: pd.DataFrame,
+        config: SimulatorConfig | None = None,
+        device: str = "cpu",
+        seed: int = 0,
+        dim: int = 16,
+    ) -> UserSimulator:
         """Calibrate on a training split (``split.train``) and ``MovieLens.items`` (notebook 04)."""
         return cls(calibrate(ratings_train, items, dim=dim, seed=seed), config, device)
 
     @classmethod
-    def movielens(cls, config: SimulatorConfig | None = None, device: str = "cpu", seed: int = 0) -> "UserSimulator":
+    def movielens(cls, config: SimulatorConfig | None = None, device: str = "cpu", seed: int = 0) -> UserSimulator:
         """The standard simulator: MovieLens-100K, Track-A train split ``seed``, cached calibration (notebook 04)."""
         return cls(movielens_calibration(seed=seed), config, device)
 
-    def with_config(self, config: SimulatorConfig) -> "UserSimulator":
+    def with_config(self, config: SimulatorConfig) -> UserSimulator:
         """A new simulator with the same calibration and another config (no refit)."""
         return UserSimulator(self.calibration, config, str(self.device))
 
@@ -366,7 +424,9 @@ class UserSimulator:
         self._require_reset()
         mask = torch.as_tensor(mask, device=self.device)
         if mask.dtype != torch.bool or mask.shape != (self.n_users,):
-            raise ValueError(f"mask must be a BoolTensor of shape ({self.n_users},), got {tuple(mask.shape)} {mask.dtype}")
+            raise ValueError(
+                f"mask must be a BoolTensor of shape ({self.n_users},), got {tuple(mask.shape)} {mask.dtype}"
+            )
         rows = mask.nonzero().squeeze(1)
         n = rows.numel()
         if n == 0:
@@ -420,7 +480,9 @@ class UserSimulator:
     def predicted_rating(self) -> torch.Tensor:
         """FloatTensor [B, N]: the rating each user would give every film once watched, in [1, 5] (truth)."""
         self._require_reset()
-        return self._cached("rating", lambda: torch.mm(self._packed * self._rating_weights, self._item_table.T).clamp_(1.0, 5.0))
+        return self._cached(
+            "rating", lambda: torch.mm(self._packed * self._rating_weights, self._item_table.T).clamp_(1.0, 5.0)
+        )
 
     def utility(self) -> torch.Tensor:
         """FloatTensor [B, N]: each user's current choice logit of every film, fatigue included (truth)."""
@@ -494,12 +556,17 @@ class UserSimulator:
             clicked = (choice[:, 0] < k) & active
             pick = choice.clamp_(max=k - 1)
             item, item_rating = a.gather(1, pick).squeeze(1), rating.gather(1, pick).squeeze(1)
-            item_exposure, item_available = exposure.gather(1, pick).squeeze(1), shown_available.gather(1, pick).squeeze(1)
+            item_exposure, item_available = (
+                exposure.gather(1, pick).squeeze(1),
+                shown_available.gather(1, pick).squeeze(1),
+            )
             item_feats = feats.gather(1, pick.unsqueeze(2).expand(B, 1, feats.shape[2])).squeeze(1)  # [B, F]
         clicked_f = clicked.float()
         clicked_col = clicked_f.unsqueeze(1)
         if cfg.rating_noise > 0:  # whole stars around the prediction (see SimulatorConfig.rating_noise)
-            item_rating = item_rating.add(normal_from_uniform(draws[:, 2]), alpha=cfg.rating_noise).round_().clamp_(1.0, 5.0)
+            item_rating = (
+                item_rating.add(normal_from_uniform(draws[:, 2]), alpha=cfg.rating_noise).round_().clamp_(1.0, 5.0)
+            )
         item_rating = item_rating * clicked_f
         # 3. reward of what happened (a click already implies an active user)
         if self.reward_fn is rewards_mod.click:
@@ -509,7 +576,9 @@ class UserSimulator:
         # 4. state: consumption, exposure (always tracked; it only hurts the user when long_term), drift, satisfaction
         # a click implies the item was available, so "still available" is available XOR clicked
         s.available.scatter_(1, item.unsqueeze(1), (item_available ^ clicked).unsqueeze(1))
-        s.exposure.mul_(c.fatigue_recovery).addcmul_(item_feats[:, cols["exposure"]], (clicked_f * s.sensitivity).unsqueeze(1))
+        s.exposure.mul_(c.fatigue_recovery).addcmul_(
+            item_feats[:, cols["exposure"]], (clicked_f * s.sensitivity).unsqueeze(1)
+        )
         hist = s.history.T  # stored [K, B]: the shift is a contiguous copy and `clicked` broadcasts over rows
         shifted = torch.cat([hist[1:], item.unsqueeze(0)])
         s.history = torch.where(clicked, shifted, hist, out=shifted).T
@@ -529,8 +598,14 @@ class UserSimulator:
         out_of_time = s.t >= cfg.horizon
         terminated, truncated = active & left, stayed & out_of_time
         s.active = stayed & ~out_of_time
-        info = {"clicked": clicked, "item": torch.where(clicked, item, c.no_item), "rating": item_rating,
-                "active": s.active, "was_active": active, "satisfaction": s.satisfaction}
+        info = {
+            "clicked": clicked,
+            "item": torch.where(clicked, item, c.no_item),
+            "rating": item_rating,
+            "active": s.active,
+            "was_active": active,
+            "satisfaction": s.satisfaction,
+        }
         return self.observation(), reward, terminated, truncated, info
 
     # ------------------------------------------------------------ checks
@@ -563,6 +638,7 @@ class UserSimulator:
 
 # ---------------------------------------------------------------- the same dynamics, one user at a time
 
+
 class PerUserSimulator:
     """The same user model for one user at a time, in plain NumPy (notebook 04).
 
@@ -577,6 +653,7 @@ class PerUserSimulator:
         if not isinstance(self.config, SimulatorConfig):
             raise TypeError(f"config must be a SimulatorConfig, got {type(self.config).__name__}")
         self.calibration = calibration
+
         def array(name):
             return getattr(calibration, name).numpy().astype(np.float32)
 
@@ -588,8 +665,10 @@ class PerUserSimulator:
         genres = array("item_genres")
         self.genre_share = genres / genres.sum(1, keepdims=True)
         self.n_items = self.item_factors.shape[0]
-        self._drift_scale = np.float32(np.linalg.norm(self.choice_user_factors, axis=1).mean()
-                                       / max(np.linalg.norm(self.choice_item_factors, axis=1).mean(), 1e-8))
+        self._drift_scale = np.float32(
+            np.linalg.norm(self.choice_user_factors, axis=1).mean()
+            / max(np.linalg.norm(self.choice_item_factors, axis=1).mean(), 1e-8)
+        )
         self.reward_fn = rewards_mod.get(self.config.reward)
         self.generator = None
         self.done = True
@@ -619,9 +698,9 @@ class PerUserSimulator:
         if cfg.mask_train_items:
             seen = np.asarray(self.calibration.train_items[self.user], dtype=np.int64)
             self.available[seen] = False
-            last = seen[-cfg.history_len:]
+            last = seen[-cfg.history_len :]
             if len(last):
-                self.history[-len(last):] = last
+                self.history[-len(last) :] = last
         self.t, self.done = 0, False
         self._draws, self._next_draw = np.empty((0, 3)), 0
         return self.observation()
@@ -678,10 +757,18 @@ class PerUserSimulator:
         if len(shown) == 1:  # the common case in Python floats: a fraction of NumPy's per-call cost
             i = int(shown[0])
             item_exposure = float(self.genre_share[i] @ self.exposure)
-            utility = float(self.choice_item_factors[i] @ self.preference) + float(self.choice_item_bias[i]) + float(self.base)
+            utility = (
+                float(self.choice_item_factors[i] @ self.preference)
+                + float(self.choice_item_bias[i])
+                + float(self.base)
+            )
             if cfg.long_term:
                 utility -= cfg.fatigue_strength * item_exposure
-            rating = float(self.item_factors[i] @ self.user_factors[self.user]) + float(self.item_bias[i]) + float(self.rating_base)
+            rating = (
+                float(self.item_factors[i] @ self.user_factors[self.user])
+                + float(self.item_bias[i])
+                + float(self.rating_base)
+            )
             rating = min(max(rating, 1.0), 5.0)
             weight = math.exp(utility) * bool(self.available[i])
             u_click, u_leave, z = self._draw()
@@ -712,7 +799,8 @@ class PerUserSimulator:
         if cfg.long_term:
             if clicked:
                 self.preference = self.preference + np.float32(cfg.drift_rate) * (
-                    self.choice_item_factors[item] * self._drift_scale - self.preference)
+                    self.choice_item_factors[item] * self._drift_scale - self.preference
+                )
                 experience = min(max((item_rating - 1.0) * 0.25 - cfg.boredom * item_exposure, 0.0), 1.0)
             else:
                 experience = cfg.no_click_experience
@@ -724,6 +812,10 @@ class PerUserSimulator:
         terminated = u_leave < leave_p
         truncated = not terminated and self.t >= cfg.horizon
         self.done = terminated or truncated
-        info = {"clicked": clicked, "item": item if clicked else -1, "rating": item_rating,
-                "satisfaction": float(self.satisfaction)}
+        info = {
+            "clicked": clicked,
+            "item": item if clicked else -1,
+            "rating": item_rating,
+            "satisfaction": float(self.satisfaction),
+        }
         return reward, terminated, truncated, info

@@ -30,8 +30,12 @@ class Split:
     def summary(self) -> pd.DataFrame:
         """One row a part: ratings, users and items."""
         parts = {"train": self.train, "valid": self.valid, "test": self.test}
-        return pd.DataFrame({name: {"ratings": len(p), "users": p["user_id"].nunique(),
-                                    "items": p["item_id"].nunique()} for name, p in parts.items()}).T
+        return pd.DataFrame(
+            {
+                name: {"ratings": len(p), "users": p["user_id"].nunique(), "items": p["item_id"].nunique()}
+                for name, p in parts.items()
+            }
+        ).T
 
 
 @dataclass
@@ -44,8 +48,11 @@ class ColdStartSplit(Split):
 
     def summary(self) -> pd.DataFrame:
         out = super().summary()
-        out.loc["cold_test"] = [len(self.cold_test), self.cold_test["user_id"].nunique(),
-                                self.cold_test["item_id"].nunique()]
+        out.loc["cold_test"] = [
+            len(self.cold_test),
+            self.cold_test["user_id"].nunique(),
+            self.cold_test["item_id"].nunique(),
+        ]
         return out
 
 
@@ -74,7 +81,9 @@ def split_random(ratings: pd.DataFrame, seed: int = 0, valid: float = 0.1, test:
     part = np.where(rank < size - n_test - n_valid, 0, np.where(rank < size - n_test, 1, 2))
     frame = frame.drop(columns="_key")
     pieces = [frame[part == k].sort_values(CHRONOLOGICAL, kind="stable").reset_index(drop=True) for k in range(3)]
-    return Split(*pieces, protocol=f"Track A: per-user random {1 - valid - test:.0%}/{valid:.0%}/{test:.0%} split, seed {seed}")
+    return Split(
+        *pieces, protocol=f"Track A: per-user random {1 - valid - test:.0%}/{valid:.0%}/{test:.0%} split, seed {seed}"
+    )
 
 
 def split_leave_one_out(ratings: pd.DataFrame) -> Split:
@@ -88,8 +97,9 @@ def split_leave_one_out(ratings: pd.DataFrame) -> Split:
     return Split(*[p.reset_index(drop=True) for p in parts], protocol="Track B: chronological leave-one-out")
 
 
-def split_cold_items(ratings: pd.DataFrame, seed: int = 0, fraction: float = 0.2,
-                     valid: float = 0.1, test: float = 0.1) -> ColdStartSplit:
+def split_cold_items(
+    ratings: pd.DataFrame, seed: int = 0, fraction: float = 0.2, valid: float = 0.1, test: float = 0.1
+) -> ColdStartSplit:
     """Cold start: hold out ``fraction`` of items entirely, then Track A on the warm ratings."""
     _check(ratings)
     if not 0 < fraction < 1:
@@ -100,9 +110,15 @@ def split_cold_items(ratings: pd.DataFrame, seed: int = 0, fraction: float = 0.2
     is_cold = ratings["item_id"].isin(cold).to_numpy()
     warm = split_random(ratings[~is_cold], seed=seed, valid=valid, test=test)
     cold_test = ratings[is_cold].sort_values(CHRONOLOGICAL, kind="stable").reset_index(drop=True)
-    return ColdStartSplit(warm.train, warm.valid, warm.test,
-                          protocol=f"Cold start: {fraction:.0%} of items held out, seed {seed}",
-                          cold_test=cold_test, cold_items=cold, warm_items=np.setdiff1d(items, cold))
+    return ColdStartSplit(
+        warm.train,
+        warm.valid,
+        warm.test,
+        protocol=f"Cold start: {fraction:.0%} of items held out, seed {seed}",
+        cold_test=cold_test,
+        cold_items=cold,
+        warm_items=np.setdiff1d(items, cold),
+    )
 
 
 def user_histories(ratings: pd.DataFrame, column: str = "item_id") -> pd.Series:

@@ -19,8 +19,11 @@ def item_text(title: str, year=None, genres=()) -> str:
         raise ValueError(f"title must be a non-empty string, got {title!r}")
     has_year = year is not None and not pd.isna(year)
     genre_list = [str(g) for g in genres] if genres is not None else []
-    return TEMPLATE.format(title=title.strip(), year=f" ({int(year)})" if has_year else "",
-                           genres=", ".join(genre_list) if genre_list else "unknown")
+    return TEMPLATE.format(
+        title=title.strip(),
+        year=f" ({int(year)})" if has_year else "",
+        genres=", ".join(genre_list) if genre_list else "unknown",
+    )
 
 
 def item_texts(items: pd.DataFrame) -> list[str]:

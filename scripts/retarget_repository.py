@@ -25,14 +25,21 @@ def declared(root: Path) -> str:
     """The address pyproject.toml declares."""
     match = DECLARATION.search((root / "pyproject.toml").read_text(encoding="utf-8"))
     if not match:
-        raise SystemExit("pyproject.toml has no `Repository = \"...\"` line under [project.urls]; add one")
+        raise SystemExit('pyproject.toml has no `Repository = "..."` line under [project.urls]; add one')
     return match.group(1)
 
 
 def files_to_rewrite(root: Path) -> list[Path]:
     """Everything that may quote the address: notebooks, Markdown docs, the README."""
-    return sorted([*root.glob("notebooks/*.ipynb"), *root.glob("notebooks/*.md"), *root.glob("docs/**/*.md"),
-                   root / "README.md", root / "data" / "README.md"])
+    return sorted(
+        [
+            *root.glob("notebooks/*.ipynb"),
+            *root.glob("notebooks/*.md"),
+            *root.glob("docs/**/*.md"),
+            root / "README.md",
+            root / "data" / "README.md",
+        ]
+    )
 
 
 def colab_path(url: str) -> str:

@@ -48,8 +48,9 @@ def execute(path: Path, out: Path, timeout: int) -> float:
     """Run ``path`` top to bottom in a fresh kernel (cwd = notebooks/) and write it to ``out``."""
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     try:
         client.execute()
     finally:
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
         print(f"      done in {seconds:.1f} s (load {load:.1f}) -> {where}", flush=True)
     print(f"{len(paths)} notebooks executed in {sum(s for s, _ in measured.values()):.1f} s")
     if args.in_place:
-        today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+        today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
         chapters.record_runtimes(measured, date=today, machine=machine())
         print(f"run times recorded in {chapters.RUNTIMES_FILE.relative_to(ROOT)}")
         first = paths[0]

@@ -33,8 +33,17 @@ NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))  # recnb from this checkout, also when it is not installed
 
 from recnb import chapters  # noqa: E402
-from recnb.exercises import (EXERCISE_TAG, SOLUTION_TAG, _check_calls, _is_strict, _parse,  # noqa: E402
-                             _raises_not_implemented, cell_role, lint, tagged_cells)
+from recnb.exercises import (  # noqa: E402
+    EXERCISE_TAG,
+    SOLUTION_TAG,
+    _check_calls,
+    _is_strict,
+    _parse,
+    _raises_not_implemented,
+    cell_role,
+    lint,
+    tagged_cells,
+)
 
 NOTE_ID = "student-edition-note"
 NOTE = """\
@@ -69,8 +78,9 @@ class StudentNotePreprocessor(Preprocessor):
 def exporter() -> NotebookExporter:
     """nbconvert's notebook-to-notebook exporter with the student-edition preprocessors, in order."""
     export = NotebookExporter()
-    export.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={SOLUTION_TAG},
-                                                       remove_all_outputs_tags={EXERCISE_TAG}), enabled=True)
+    export.register_preprocessor(
+        TagRemovePreprocessor(remove_cell_tags={SOLUTION_TAG}, remove_all_outputs_tags={EXERCISE_TAG}), enabled=True
+    )
     export.register_preprocessor(StudentNotePreprocessor(), enabled=True)
     return export
 
@@ -123,6 +133,7 @@ def build(paths: list[Path], out: Path) -> list[Path]:
 
 # -- pasting the reference solutions into the stubs (to test the grading aid) -----------------
 
+
 def _stub(tree) -> ast.FunctionDef:
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and _raises_not_implemented(node):
@@ -143,7 +154,9 @@ def _solution(tree) -> ast.FunctionDef:
 
 def _body_start(fn: ast.FunctionDef) -> int:
     first = fn.body[0]
-    docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    docstring = (
+        isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    )
     return first.end_lineno + 1 if docstring and len(fn.body) > 1 else first.lineno
 
 
@@ -155,11 +168,11 @@ def paste_solution(exercise_source: str, solution_source: str) -> str:
     """
     stub, solution = _stub(ast.parse(exercise_source)), _solution(ast.parse(solution_source))
     lines, sol_lines = exercise_source.splitlines(keepends=True), solution_source.splitlines(keepends=True)
-    body = textwrap.dedent("".join(sol_lines[_body_start(solution) - 1:solution.end_lineno]))
+    body = textwrap.dedent("".join(sol_lines[_body_start(solution) - 1 : solution.end_lineno]))
     indent = " " * stub.body[-1].col_offset
     new_body = textwrap.indent(body.rstrip("\n") + "\n", indent)
     start, end = _body_start(stub), stub.end_lineno
-    return "".join(lines[:start - 1]) + new_body + "".join(lines[end:])
+    return "".join(lines[: start - 1]) + new_body + "".join(lines[end:])
 
 
 def paste_solutions(student_nb, reference_nb):

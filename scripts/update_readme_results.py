@@ -27,15 +27,16 @@ SUMMARY = ROOT / "docs" / "results" / "summary.md"
 FIGURE = "docs/results/summary.png"  # relative to the README
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CHAPTERS_START, CHAPTERS_END = "<!-- chapters:start -->", "<!-- chapters:end -->"
-NOTE = ("This section is produced by the run: notebook 08 (refreshed with `scripts/run_notebooks.py --in-place 08`) "
-        "writes `docs/results/summary.md` and `docs/results/summary.png`, and "
-        "`python scripts/update_readme_results.py` copies them here.")
+NOTE = (
+    "This section is produced by the run: notebook 08 (refreshed with `scripts/run_notebooks.py --in-place 08`) "
+    "writes `docs/results/summary.md` and `docs/results/summary.png`, and "
+    "`python scripts/update_readme_results.py` copies them here."
+)
 
 
 def section(summary_md: str) -> str:
     """The README's results section, markers included, for the given ``summary.md`` text."""
-    return (f"{START}\n{NOTE}\n\n{summary_md.strip()}\n\n"
-            f"![Summary figure: the five axes side by side]({FIGURE})\n{END}")
+    return f"{START}\n{NOTE}\n\n{summary_md.strip()}\n\n![Summary figure: the five axes side by side]({FIGURE})\n{END}"
 
 
 def chapters_section() -> str:
@@ -44,20 +45,24 @@ def chapters_section() -> str:
     from recnb import chapters
 
     runtimes = chapters.load_runtimes()
-    intro = (f"Minutes: {chapters.runs_described(runtimes)}. **Whole workbook: "
-             f"{chapters.total_minutes(runtimes)} minutes** (the sum of the nine). Notebook 00 shows the same table, "
-             "read from the same file (`recnb/runtimes.json`). Every number a notebook prints names its protocol "
-             "([docs/protocols.md](docs/protocols.md)) and profile; every target is printed, met or missed, and "
-             "what holds is asserted inside the notebook.")
+    intro = (
+        f"Minutes: {chapters.runs_described(runtimes)}. **Whole workbook: "
+        f"{chapters.total_minutes(runtimes)} minutes** (the sum of the nine). Notebook 00 shows the same table, "
+        "read from the same file (`recnb/runtimes.json`). Every number a notebook prints names its protocol "
+        "([docs/protocols.md](docs/protocols.md)) and profile; every target is printed, met or missed, and "
+        "what holds is asserted inside the notebook."
+    )
     return f"{CHAPTERS_START}\n{intro}\n\n{chapters.readme_table(runtimes)}\n{CHAPTERS_END}"
 
 
 def _bounds(readme: str, start_marker: str = START, end_marker: str = END) -> tuple[int, int]:
     """Start and end offsets of the marked section (markers included); clear errors if malformed."""
     if readme.count(start_marker) != 1 or readme.count(end_marker) != 1:
-        raise ValueError(f"README.md must hold exactly one {start_marker!r} and one {end_marker!r} line "
-                         f"(found {readme.count(start_marker)} and {readme.count(end_marker)}); "
-                         "add them where the section goes")
+        raise ValueError(
+            f"README.md must hold exactly one {start_marker!r} and one {end_marker!r} line "
+            f"(found {readme.count(start_marker)} and {readme.count(end_marker)}); "
+            "add them where the section goes"
+        )
     start, end = readme.index(start_marker), readme.index(end_marker) + len(end_marker)
     if end < start:
         raise ValueError(f"{end_marker!r} comes before {start_marker!r} in README.md; swap them")
@@ -91,14 +96,18 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if README.md is out of date")
     args = parser.parse_args(argv)
     if not SUMMARY.is_file():
-        sys.exit(f"{SUMMARY.relative_to(ROOT)} is missing: run notebook 08 first "
-                 "(python scripts/run_notebooks.py --in-place 08)")
+        sys.exit(
+            f"{SUMMARY.relative_to(ROOT)} is missing: run notebook 08 first "
+            "(python scripts/run_notebooks.py --in-place 08)"
+        )
     readme, summary_md = README.read_text(encoding="utf-8"), SUMMARY.read_text(encoding="utf-8")
     updated = update(readme, summary_md)
     if args.check:
         if updated != readme:
-            print("README.md's results or chapter section differs from docs/results/summary.md or "
-                  "recnb/runtimes.json; run python scripts/update_readme_results.py")
+            print(
+                "README.md's results or chapter section differs from docs/results/summary.md or "
+                "recnb/runtimes.json; run python scripts/update_readme_results.py"
+            )
             return 1
         print("README.md's results and chapter sections are up to date")
         return 0

@@ -27,9 +27,14 @@ def synthetic_ratings(n_users=40, n_items=30, per_user=10, seed=0, max_genres=2)
             rows.append((u + 1, i + 1, r, 1000 * u + len(rows)))
     ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     names = list(GENRES[1:])
-    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
-                          "genres": [list(rng.choice(names, size=rng.integers(1, max_genres + 1), replace=False))
-                                     for _ in range(n_items)]})
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(1, n_items + 1),
+            "genres": [
+                list(rng.choice(names, size=rng.integers(1, max_genres + 1), replace=False)) for _ in range(n_items)
+            ],
+        }
+    )
     return ratings, items
 
 
@@ -51,9 +56,14 @@ def platform_for(sim, seed=0, dim=4):
 
     gen = torch.Generator().manual_seed(seed)
     cal = sim.calibration
-    return PlatformModel(torch.randn(sim.n_calibration_users, dim, generator=gen), torch.randn(sim.n_items, dim, generator=gen),
-                         torch.zeros(sim.n_items), cal.item_genres.clone(), cal.item_popularity.clone(),
-                         [np.asarray(t) for t in cal.train_items])
+    return PlatformModel(
+        torch.randn(sim.n_calibration_users, dim, generator=gen),
+        torch.randn(sim.n_items, dim, generator=gen),
+        torch.zeros(sim.n_items),
+        cal.item_genres.clone(),
+        cal.item_popularity.clone(),
+        [np.asarray(t) for t in cal.train_items],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,10 @@ def notebook_imports(folder: Path) -> dict[str, set[str]]:
                 continue
             source = "".join(cell["source"])
             # a magic or shell line becomes `pass` at the same indent, so the cell still parses
-            code = "\n".join(line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!"))
-                             else line for line in source.splitlines())
+            code = "\n".join(
+                line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+                for line in source.splitlines()
+            )
             for node in ast.walk(ast.parse(code)):
                 if isinstance(node, ast.Import):
                     modules.update(alias.name for alias in node.names)
@@ -60,8 +62,9 @@ def widgets() -> None:
 
     out = w.Output()
     slider = w.FloatSlider(value=1.0, min=0.0, max=2.0, layout=w.Layout(width="300px"))
-    shown = w.interactive_output(lambda x, k, name: None, {"x": slider, "k": w.IntSlider(3, 1, 5),
-                                                           "name": w.Dropdown(options=["a", "b"])})
+    shown = w.interactive_output(
+        lambda x, k, name: None, {"x": slider, "k": w.IntSlider(3, 1, 5), "name": w.Dropdown(options=["a", "b"])}
+    )
     w.VBox([slider, w.FloatLogSlider(value=0.1, base=10, min=-3, max=0), w.Text("query"), shown, out])
     w.interactive(lambda n=1: n, n=(0, 3))  # what interact() builds, without displaying it
     print(f"ipywidgets {w.__version__}: every widget kind the notebooks use builds")
@@ -91,10 +94,14 @@ def tiny_pipeline() -> None:
     calibration = calibrate(few, ml.items, dim=4, seed=0)
     sim = UserSimulator(calibration, SimulatorConfig(horizon=6))
     gen = torch.Generator().manual_seed(0)
-    platform = PlatformModel(torch.randn(sim.n_calibration_users, 4, generator=gen),
-                             torch.randn(sim.n_items, 4, generator=gen), torch.zeros(sim.n_items),
-                             calibration.item_genres.clone(), calibration.item_popularity.clone(),
-                             [t for t in calibration.train_items])
+    platform = PlatformModel(
+        torch.randn(sim.n_calibration_users, 4, generator=gen),
+        torch.randn(sim.n_items, 4, generator=gen),
+        torch.zeros(sim.n_items),
+        calibration.item_genres.clone(),
+        calibration.item_popularity.clone(),
+        [t for t in calibration.train_items],
+    )
     env = PlatformEnv(sim, platform)
     config = DQNConfig(total_steps=64, n_envs=8, buffer_size=64, batch_size=16, learning_starts=16, device="cpu")
     agent = DQN(env, config)

@@ -16,8 +16,14 @@ def stay_or_go(bonus: float = 20.0) -> tb.TabularMDP:
     P[1, :, 2] = 1.0
     R[1, :, 2] = bonus
     P[2, :, 2] = 1.0
-    return tb.TabularMDP(P, R, start=[1, 0, 0], terminal=[False, False, True],
-                         state_names=["s0", "s1", "end"], action_names=["stay", "go"])
+    return tb.TabularMDP(
+        P,
+        R,
+        start=[1, 0, 0],
+        terminal=[False, False, True],
+        state_names=["s0", "s1", "end"],
+        action_names=["stay", "go"],
+    )
 
 
 def slippery(slip: float = 0.2) -> tb.TabularMDP:
@@ -109,19 +115,33 @@ def test_train_td_is_deterministic_per_seed():
 
 
 def test_schedules():
-    cfg = tb.TDConfig(episodes=100, epsilon_start=1.0, epsilon_end=0.1, epsilon_decay_fraction=0.5,
-                      learning_rate=0.8, lr_power=1.0, lr_min=0.05)
+    cfg = tb.TDConfig(
+        episodes=100,
+        epsilon_start=1.0,
+        epsilon_end=0.1,
+        epsilon_decay_fraction=0.5,
+        learning_rate=0.8,
+        lr_power=1.0,
+        lr_min=0.05,
+    )
     assert cfg.epsilon(0) == 1.0 and cfg.epsilon(25) == pytest.approx(0.55) and cfg.epsilon(80) == pytest.approx(0.1)
     assert cfg.step_size(1) == 0.8 and cfg.step_size(4) == pytest.approx(0.2) and cfg.step_size(1000) == 0.05
     probs = tb.epsilon_greedy_probs(np.array([0.0, 2.0, 1.0]), 0.3)
     np.testing.assert_allclose(probs, [0.1, 0.8, 0.1])
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"gamma": 1.0}, "gamma"), ({"gamma": -0.1}, "gamma"), ({"epsilon_start": 1.5}, "epsilon_start"),
-    ({"epsilon_end": -0.1}, "epsilon_end"), ({"episodes": 0}, "episodes"), ({"learning_rate": 0}, "learning_rate"),
-    ({"lr_power": 0.3}, "lr_power"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"gamma": 1.0}, "gamma"),
+        ({"gamma": -0.1}, "gamma"),
+        ({"epsilon_start": 1.5}, "epsilon_start"),
+        ({"epsilon_end": -0.1}, "epsilon_end"),
+        ({"episodes": 0}, "episodes"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"lr_power": 0.3}, "lr_power"),
+    ],
+)
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         tb.TDConfig(**kwargs)
@@ -142,8 +162,9 @@ def test_bad_models_and_arguments():
 def test_parallel_episodes_learn_the_same_optimum(method):
     mdp, g = slippery(0.2), 0.95
     V, _ = tb.value_iteration(mdp, g)
-    result = tb.train_td(mdp, tb.TDConfig(episodes=2000, gamma=g, seed=1, epsilon_end=0.01), method,
-                         parallel=64, eval_every=500)
+    result = tb.train_td(
+        mdp, tb.TDConfig(episodes=2000, gamma=g, seed=1, epsilon_end=0.01), method, parallel=64, eval_every=500
+    )
     assert result.returns.shape == (2000,) and np.all(result.returns > 0)  # every episode was played
     assert list(result.curve_episodes) == [500, 1000, 1500, 2000]
     assert result.curve_values[-1] == pytest.approx(tb.policy_value(mdp, result.policy, g))

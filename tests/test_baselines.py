@@ -37,12 +37,15 @@ def score(model, data):
 FAST = dict(max_epochs=40, patience=5, progress=False, batch_size=64)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: B.PopularityRecommender(N_USERS, N_ITEMS),
-    lambda: B.ItemKNN(N_USERS, N_ITEMS, candidates=(5, 10)),
-    lambda: B.BPR(N_USERS, N_ITEMS, B.BPRConfig(dim=8, lr=0.05, **FAST)),
-    lambda: B.NeuMF(N_USERS, N_ITEMS, B.NeuMFConfig(dim=8, hidden=(16, 8), lr=0.01, **FAST)),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: B.PopularityRecommender(N_USERS, N_ITEMS),
+        lambda: B.ItemKNN(N_USERS, N_ITEMS, candidates=(5, 10)),
+        lambda: B.BPR(N_USERS, N_ITEMS, B.BPRConfig(dim=8, lr=0.05, **FAST)),
+        lambda: B.NeuMF(N_USERS, N_ITEMS, B.NeuMFConfig(dim=8, hidden=(16, 8), lr=0.01, **FAST)),
+    ],
+)
 def test_models_learn_the_taste_groups(data, make):
     train, valid, _ = data
     model = make().fit(train, valid)

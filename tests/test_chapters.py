@@ -41,9 +41,11 @@ def test_notebook_00_shows_the_recorded_minutes():
     for c in chapters.CHAPTERS:
         assert float(shown[c.file]) == chapters.minutes(c, runtimes), (
             f"notebook 00 shows {shown.get(c.file)} min, recnb/runtimes.json says {chapters.minutes(c, runtimes)} "
-            f"for {c.file}; re-execute notebook 00 (scripts/run_notebooks.py --in-place 00)")
+            f"for {c.file}; re-execute notebook 00 (scripts/run_notebooks.py --in-place 00)"
+        )
     assert f"Whole workbook: {chapters.total_minutes(runtimes)} minutes." in "".join(
-        o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        o.get("text", "") for o in cell.outputs if o.output_type == "stream"
+    )
 
 
 def test_record_runtimes_merges_atomically_and_rejects_unknown_notebooks(tmp_path):
@@ -70,4 +72,5 @@ def test_readme_chapter_table_is_generated_from_the_record():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert urr.current(readme, urr.CHAPTERS_START, urr.CHAPTERS_END) == urr.chapters_section(), (
         "README.md's chapter table differs from recnb.chapters / recnb/runtimes.json; "
-        "run python scripts/update_readme_results.py")
+        "run python scripts/update_readme_results.py"
+    )

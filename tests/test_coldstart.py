@@ -67,8 +67,12 @@ def _synthetic(n_users=80, n_items=60, seed=0):
             rows.append((u + 1, i + 1, int(rng.integers(3, 6)), int(rng.integers(0, 10**6))))
     ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     ratings["user"], ratings["item"] = ratings["user_id"] - 1, ratings["item_id"] - 1
-    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
-                          "genres": [["Action"] if k else ["Drama"] for k in rng.integers(0, 2, n_items)]})
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(1, n_items + 1),
+            "genres": [["Action"] if k else ["Drama"] for k in rng.integers(0, 2, n_items)],
+        }
+    )
     text = np.stack([np.eye(2)[cluster], rng.normal(scale=0.3, size=(n_items, 2))], axis=1).reshape(n_items, 4)
     text = (text / np.linalg.norm(text, axis=1, keepdims=True)).astype(np.float32)
     return ratings, items, text
@@ -82,8 +86,10 @@ def test_cold_evaluator_ranks_only_cold_items():
     cold = np.sort(split.cold_items - 1)
     ev = C.cold_evaluator(split, 80, cold, k=10)
     oracle = torch.zeros(80, len(cold))
-    oracle[torch.as_tensor(split.cold_test["user"].to_numpy().copy()),
-           torch.as_tensor(np.searchsorted(cold, split.cold_test["item"].to_numpy()))] = 1.0
+    oracle[
+        torch.as_tensor(split.cold_test["user"].to_numpy().copy()),
+        torch.as_tensor(np.searchsorted(cold, split.cold_test["item"].to_numpy())),
+    ] = 1.0
     assert ev.evaluate(oracle)["NDCG@10"] == pytest.approx(1.0)
     assert "ranking among the 12 cold items" in ev.protocol
 

@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import platform_for
+from test_simulator import synthetic
 
 from recnb import comparison
 from recnb.metrics import FullRankingEvaluator
@@ -11,8 +13,6 @@ from recnb.platform import PlatformEnv, split_users
 from recnb.policies import GreedyPolicy, PopularityPolicy, evaluate_policy
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
 from recnb.splits import split_random
-from conftest import platform_for
-from test_simulator import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +108,13 @@ def test_robustness_study_shilling_raises_the_target_of_a_popularity_model():
         counts = np.bincount(train["item"], minlength=n_items).astype(float)
         return np.tile(counts, (n_users, 1))
 
-    out = comparison.robustness_study(split, items["item_id"].to_numpy(), {"pop": popularity},
-                                      comparison.RobustnessConfig(fractions=(0.5,), k=3), progress=False)
+    out = comparison.robustness_study(
+        split,
+        items["item_id"].to_numpy(),
+        {"pop": popularity},
+        comparison.RobustnessConfig(fractions=(0.5,), k=3),
+        progress=False,
+    )
     assert set(out["attack"]) == {"clean", "random raters", "shilling"}
     clean = out[out["attack"] == "clean"].iloc[0]
     shill = out[out["attack"] == "shilling"].iloc[0]

@@ -1,6 +1,5 @@
 """recnb.config: data directory, seeding, device and run profile."""
 
-import os
 from pathlib import Path
 
 import numpy as np

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from movielens_fixtures import ITEMS, RATINGS, USERS, grouplens_zip, write_grouplens, write_recbole
 
 from recnb import data
 from recnb.download import SourceError, file_digest, safe_extract_zip
 
-from movielens_fixtures import ITEMS, RATINGS, USERS, grouplens_zip, write_grouplens, write_recbole
-
 
 def assert_same(a, b):
     """Frames equal part by part; ``a``/``b`` are MovieLens objects or dicts of frames."""
+
     def part_of(x, part):
         return x[part] if isinstance(x, dict) else getattr(x, part)
 
@@ -45,7 +45,12 @@ def test_both_layouts_parse_to_identical_frames(tmp_path):
 
 def test_schema_dtypes(tmp_path):
     ratings, items, users = data.parse_recbole(write_recbole(tmp_path))
-    assert dict(ratings.dtypes.astype(str)) == {"user_id": "int32", "item_id": "int32", "rating": "int8", "timestamp": "int64"}
+    assert dict(ratings.dtypes.astype(str)) == {
+        "user_id": "int32",
+        "item_id": "int32",
+        "rating": "int8",
+        "timestamp": "int64",
+    }
     assert str(items["year"].dtype) == "Int16" and list(items.columns) == ["item_id", "title", "year", "genres"]
     assert list(users.columns) == ["user_id", "age", "gender", "occupation", "zip_code"]
     assert len(ratings) == len(RATINGS) and len(items) == len(ITEMS) and len(users) == len(USERS)
@@ -61,6 +66,7 @@ def test_indexed_gives_contiguous_zero_based_ids(tmp_path):
 
 
 # ---------------------------------------------------------------- a loopback HTTP server
+
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep test output clean
@@ -101,8 +107,9 @@ def fixture_spec(tmp_path, monkeypatch, data_dir):
     digests = {p.name: file_digest(p) for p in recbole.iterdir()}
 
     def use(url, digest, algorithm="sha256", with_recbole=True):
-        spec = dataclasses.replace(data.ML_100K, url=url, archive_digest=digest, archive_algorithm=algorithm,
-                                   recbole_sha256=digests)
+        spec = dataclasses.replace(
+            data.ML_100K, url=url, archive_digest=digest, archive_algorithm=algorithm, recbole_sha256=digests
+        )
         monkeypatch.setitem(data.DATASETS, "100k", spec)
         monkeypatch.setattr(data, "recbole_folder", lambda spec=None: recbole if with_recbole else None)
         return spec
@@ -245,7 +252,9 @@ def test_prefetch_command_verifies_data_and_model(data_dir, monkeypatch, capsys)
     assert download.main(["--all", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "MovieLens-100K: 100,000 ratings" in out and "verified (sha256 of ratings.tsv" in out
-    assert "all-MiniLM-L6-v2 (revision c9745ed1d9f2): offline package" in out and "sha256 verified for config.json" in out
+    assert (
+        "all-MiniLM-L6-v2 (revision c9745ed1d9f2): offline package" in out and "sha256 verified for config.json" in out
+    )
     assert (data_dir / "ml-100k" / "manifest.json").exists()
 
 

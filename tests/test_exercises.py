@@ -20,6 +20,7 @@ def test_correct_answer_passes():
 def test_wrong_answer_shows_hint_and_strict_raises():
     def add(a, b):
         return a - b
+
     report = check(add, CASES)
     assert not report.ok and "Hint: add them" in str(report) and "got -1" in str(report)
     with pytest.raises(AssertionError, match="0/2 cases pass"):
@@ -32,6 +33,7 @@ def test_stub_and_exception_are_reported_not_raised():
 
     def broken(a, b):
         return a / 0
+
     assert "[todo]" in str(check(stub, CASES))
     assert "ZeroDivisionError" in str(check(broken, CASES[:1]))
 
@@ -45,6 +47,7 @@ def test_misuse_is_explained():
 
 # -- what the grading aid builds on: status, the registry, records, grades ----------------------
 
+
 def test_status_and_record():
     def stub(a, b):
         raise NotImplementedError
@@ -53,8 +56,15 @@ def test_status_and_record():
     assert check(stub, CASES).status == "not attempted"
     half = check(lambda a, b: 5, CASES)
     assert half.status == "fail" and half.record()["passed"] == 1 and half.record()["total"] == 2
-    assert check(stub, CASES).record() == {"function": "stub", "status": "not attempted", "passed": 0, "total": 2,
-                                           "todo": 2, "errors": 0, "lines": check(stub, CASES).lines}
+    assert check(stub, CASES).record() == {
+        "function": "stub",
+        "status": "not attempted",
+        "passed": 0,
+        "total": 2,
+        "todo": 2,
+        "errors": 0,
+        "lines": check(stub, CASES).lines,
+    }
     assert Report(["[ok] x"], 1, 1).status == "pass"  # the old three-field form still works
 
 
@@ -99,9 +109,15 @@ def test_grade_rules():
     assert grade_cell("x", _cell()).detail == "the cell did not call check()"
     assert grade_cell("x", _cell(ran=False)).status == "not run"
     nb = nbformat.v4.new_notebook(cells=[_cell(ok)])
-    assert [(g.exercise, g.status) for g in grade(nb, ["nb01-w", "nb01-x"])] == [("nb01-w", "missing"), ("nb01-x", "pass")]
+    assert [(g.exercise, g.status) for g in grade(nb, ["nb01-w", "nb01-x"])] == [
+        ("nb01-w", "missing"),
+        ("nb01-x", "pass"),
+    ]
     text = exercises.format_grades("01.ipynb", grade(nb, ["nb01-w", "nb01-x"]))
-    assert re.search(r"nb01-x +pass +2/2 cases", text) and "2 exercises: 1 pass, 0 fail, 0 not attempted, 1 missing" in text
+    assert (
+        re.search(r"nb01-x +pass +2/2 cases", text)
+        and "2 exercises: 1 pass, 0 fail, 0 not attempted, 1 missing" in text
+    )
 
 
 def test_command_line_rejects_a_missing_notebook(tmp_path, capsys):

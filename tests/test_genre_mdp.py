@@ -17,13 +17,27 @@ def tiny_simulator(n_items=40, n_users=6, seed=0):
     genres = torch.zeros(n_items, len(GENRES))
     for i in range(n_items):
         genres[i, GENRES.index(gm.DEFAULT_GENRES[i % 5])] = 1.0
-    users, items, bias = 0.5 * torch.randn(n_users, 4, generator=gen), 0.5 * torch.randn(n_items, 4, generator=gen), \
-        torch.linspace(-0.5, 0.5, n_items)
+    users, items, bias = (
+        0.5 * torch.randn(n_users, 4, generator=gen),
+        0.5 * torch.randn(n_items, 4, generator=gen),
+        torch.linspace(-0.5, 0.5, n_items),
+    )
     cal = Calibration(
-        mu=3.5, user_factors=users, user_bias=torch.zeros(n_users), item_factors=items, item_bias=bias,
-        choice_user_factors=users, choice_user_bias=torch.zeros(n_users), choice_item_factors=items, choice_item_bias=bias,
-        item_genres=genres, item_popularity=torch.arange(n_items, dtype=torch.float32),
-        train_items=[np.array([u], dtype=np.int64) for u in range(n_users)], user_ids=np.arange(n_users), train_rmse=0.0)
+        mu=3.5,
+        user_factors=users,
+        user_bias=torch.zeros(n_users),
+        item_factors=items,
+        item_bias=bias,
+        choice_user_factors=users,
+        choice_user_bias=torch.zeros(n_users),
+        choice_item_factors=items,
+        choice_item_bias=bias,
+        item_genres=genres,
+        item_popularity=torch.arange(n_items, dtype=torch.float32),
+        train_items=[np.array([u], dtype=np.int64) for u in range(n_users)],
+        user_ids=np.arange(n_users),
+        train_rmse=0.0,
+    )
     return UserSimulator(cal, SimulatorConfig(horizon=15))
 
 
@@ -88,7 +102,9 @@ def test_genre_policy_shows_items_of_its_genre_and_tracks_clicks():
         assert bool((sim.item_genres[items, col] == 1).all())
         sim.step(items)
     policy(sim)  # sees the outcome of the last step
-    clicked_any = sim.state.consumed.sum(1) > torch.tensor([len(t) for t in sim.calibration.train_items])[sim.state.user]
+    clicked_any = (
+        sim.state.consumed.sum(1) > torch.tensor([len(t) for t in sim.calibration.train_items])[sim.state.user]
+    )
     assert torch.equal(policy._tracker.last >= 0, clicked_any)  # last genre set exactly for users who clicked
     ev = evaluate_policy(sim, policy, n_users=16, seed=0)
     assert ev.returns.shape == (16,) and ev.mean_return > 0

@@ -32,8 +32,9 @@ pytestmark = pytest.mark.slow
 def run(*args, cwd=None, env=None) -> str:
     done = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
-                             f"{done.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, args))} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return done.stdout
 
 
@@ -77,8 +78,12 @@ def unit_env(tmp_path: Path) -> dict:
 
 
 def installed_versions(python: Path, *names: str) -> dict:
-    out = run(python, "-c", "import importlib.metadata as m, sys; "
-              "print('\\n'.join(f'{n}=={m.version(n)}' for n in sys.argv[1:]))", *names)
+    out = run(
+        python,
+        "-c",
+        "import importlib.metadata as m, sys; print('\\n'.join(f'{n}=={m.version(n)}' for n in sys.argv[1:]))",
+        *names,
+    )
     return dict(line.split("==") for line in out.split())
 
 
@@ -98,9 +103,21 @@ def test_wheel_installs_and_runs_outside_the_repository_at_the_declared_floors(t
     out = run(python, CHECK, ROOT / "notebooks", cwd=tmp_path, env=outside_env(tmp_path))
     assert "install check passed" in out and "imported" in out, out
     # the unit tests, against the installed wheel at the floors (the tests' own checkout files stay readable)
-    unit = subprocess.run([str(tmp_path / "venv" / "bin" / "pytest"), str(ROOT / "tests"), "-q", "-p",
-                           "no:cacheprovider", "-m", "not slow and not browser and not gpu"],
-                          cwd=tmp_path, env=unit_env(tmp_path), capture_output=True, text=True)
+    unit = subprocess.run(
+        [
+            str(tmp_path / "venv" / "bin" / "pytest"),
+            str(ROOT / "tests"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not slow and not browser and not gpu",
+        ],
+        cwd=tmp_path,
+        env=unit_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
     assert unit.returncode == 0, unit.stdout[-4000:]
     assert "site-packages" in run(python, "-c", "import recnb; print(recnb.__file__)", cwd=tmp_path)
 
@@ -113,8 +130,9 @@ def test_default_data_dir_outside_a_checkout_is_a_user_cache_dir(tmp_path):
     run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", target, next(dist.glob("*.whl")))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECNB_")}
     env.update(PYTHONPATH=str(target), XDG_CACHE_HOME=str(tmp_path / "cache"))
-    where = run(sys.executable, "-c", "from recnb import config; print(config.data_dir(create=False))",
-                cwd=tmp_path, env=env).strip()
+    where = run(
+        sys.executable, "-c", "from recnb import config; print(config.data_dir(create=False))", cwd=tmp_path, env=env
+    ).strip()
     assert Path(where).is_relative_to(tmp_path / "cache"), where
 
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import platform_for
 from recnb import lm_rl
 from recnb.agents.dqn import DQNConfig
 from recnb.agents.networks import QNetwork, genre_shares
@@ -23,8 +22,19 @@ def sim(tiny_env):
 
 
 def tiny_dqn(seed=0):
-    return DQNConfig(seed=seed, total_steps=640, n_envs=16, buffer_size=640, batch_size=32, learning_starts=64,
-                     hidden=16, embed_dim=8, linear_items=True, item_lr_scale=1.0, device="cpu")
+    return DQNConfig(
+        seed=seed,
+        total_steps=640,
+        n_envs=16,
+        buffer_size=640,
+        batch_size=32,
+        learning_starts=64,
+        hidden=16,
+        embed_dim=8,
+        linear_items=True,
+        item_lr_scale=1.0,
+        device="cpu",
+    )
 
 
 def test_cold_item_mask_is_a_seeded_fraction():
@@ -148,8 +158,13 @@ def test_scoring_only_active_users_changes_no_choice(sim):
 
 def test_per_user_evaluations_pair_and_average(sim):
     cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
-    evs = lm_rl.catalogue_evaluations(sim, {"r0": lm_rl.random_scorer(0), "r1": lm_rl.random_scorer(1),
-                                            "oracle": lm_rl.oracle_scorer}, cold, n_users=50, seed=4)
+    evs = lm_rl.catalogue_evaluations(
+        sim,
+        {"r0": lm_rl.random_scorer(0), "r1": lm_rl.random_scorer(1), "oracle": lm_rl.oracle_scorer},
+        cold,
+        n_users=50,
+        seed=4,
+    )
     assert set(evs) == {(p, c) for p in ("r0", "r1", "oracle") for c in ("warm", "cold")}
     assert len(evs["r0", "cold"].click_rates) == 50 and hasattr(evs["r0", "cold"], "repeat_share")
     mean = seed_average([evs["r0", "cold"], evs["r1", "cold"]], "random (mean)")
@@ -173,8 +188,14 @@ def test_mean_ci_matches_t_interval():
 def _net_and_obs(sim, n=6):
     """A QNetwork with every term switched on (random weights), and the platform's view of n users."""
     torch.manual_seed(0)
-    net = QNetwork(torch.randn(sim.n_items, 5), sim.user_feature_dim(), 8, 16, genre_share=genre_shares(sim),
-                   exposure_cols=sim.exposure_columns())
+    net = QNetwork(
+        torch.randn(sim.n_items, 5),
+        sim.user_feature_dim(),
+        8,
+        16,
+        genre_share=genre_shares(sim),
+        exposure_cols=sim.exposure_columns(),
+    )
     for p in net.parameters():  # terms start at 0; move them so each one counts
         torch.nn.init.normal_(p, std=0.3)
     sim.reset(n, seed=4)
@@ -219,8 +240,15 @@ def test_train_agent_without_td_is_the_warm_start_alone(sim):
     agent = lm_rl.train_agent(sim, feats, cold, tiny_dqn(), progress=False, td=False)
     assert agent.buffer.size == 0 and agent.fit_r2 is not None
     dim = sim.platform.item_factors.shape[1]
-    net = QNetwork(feats, sim.user_feature_dim(), 8, 16, linear_items=True, genre_share=genre_shares(sim),
-                   exposure_cols=sim.exposure_columns())
+    net = QNetwork(
+        feats,
+        sim.user_feature_dim(),
+        8,
+        16,
+        linear_items=True,
+        genre_share=genre_shares(sim),
+        exposure_cols=sim.exposure_columns(),
+    )
     # the platform's BPR factors, never the simulator's
     lm_rl.warm_start(net, ~cold, sim.platform.item_factors, sim.platform.item_bias, slice(0, dim), alpha=10.0)
     sim.reset(5, seed=0)
@@ -249,8 +277,13 @@ def test_warm_start_fits_warm_items_only_and_starts_q_at_the_predicted_rating(si
     platform_q = sim.platform.user_factors[obs["user_id"]] @ factors.T + item_bias
     assert torch.allclose(net(obs)[:, ~cold], platform_q[:, ~cold], atol=0.05)
     with pytest.raises(ValueError, match="linear"):
-        lm_rl.warm_start(QNetwork(torch.randn(sim.n_items, 3), sim.user_feature_dim(), dim, 8, linear_items=False), ~cold,
-                         factors, item_bias, slice(0, dim))
+        lm_rl.warm_start(
+            QNetwork(torch.randn(sim.n_items, 3), sim.user_feature_dim(), dim, 8, linear_items=False),
+            ~cold,
+            factors,
+            item_bias,
+            slice(0, dim),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +306,9 @@ def test_top_layer_cache_round_trip(sim, top, tmp_path, monkeypatch):
     first = lm_rl.TopLayers.from_texts(texts[:5], cache=True)
     assert list((tmp_path / "embeddings").glob("minilm-top1-*.safetensors"))
     again = lm_rl.TopLayers.from_texts(texts[:5], cache=True)
-    assert torch.equal(first.hidden, again.hidden) and torch.allclose(again.all_vectors(), layers.all_vectors()[:5], atol=2e-3)
+    assert torch.equal(first.hidden, again.hidden) and torch.allclose(
+        again.all_vectors(), layers.all_vectors()[:5], atol=2e-3
+    )
 
 
 def _finetune_setup(sim, top):
@@ -339,12 +374,19 @@ def informative_text_setup(tiny_sim):
     gen = torch.Generator().manual_seed(0)
     texts = torch.cat([cal.choice_item_factors, cal.choice_item_bias[:, None]], 1)
     texts = texts + 0.1 * texts.std(0) * torch.randn(texts.shape, generator=gen)
-    platform = PlatformModel(cal.choice_user_factors.clone(), cal.choice_item_factors.clone(), cal.choice_item_bias.clone(),
-                             cal.item_genres.clone(), cal.item_popularity.clone(), [np.asarray(t) for t in cal.train_items])
+    platform = PlatformModel(
+        cal.choice_user_factors.clone(),
+        cal.choice_item_factors.clone(),
+        cal.choice_item_bias.clone(),
+        cal.item_genres.clone(),
+        cal.item_popularity.clone(),
+        [np.asarray(t) for t in cal.train_items],
+    )
     train_rows, eval_rows = split_users(tiny_sim.n_calibration_users, 0.5, seed=0)
     cold = lm_rl.cold_item_mask(tiny_sim.n_items, 0.5, seed=1)
-    agent = lm_rl.train_agent(PlatformEnv(tiny_sim, platform, users=train_rows), texts, cold, tiny_dqn(),
-                              progress=False, alpha=1.0)
+    agent = lm_rl.train_agent(
+        PlatformEnv(tiny_sim, platform, users=train_rows), texts, cold, tiny_dqn(), progress=False, alpha=1.0
+    )
     return PlatformEnv(tiny_sim, platform, users=eval_rows), agent.online, cold
 
 
@@ -361,8 +403,9 @@ def test_shuffling_cold_item_texts_changes_recommendations_and_lowers_their_clic
     first = lm_rl.q_scorer(net)(env).masked_fill(~allowed, -1e9).argmax(1)
     first_shuffled = lm_rl.q_scorer(shuffled)(env).masked_fill(~allowed, -1e9).argmax(1)
     assert (first != first_shuffled).float().mean() > 0.5  # most users get another first cold film
-    evs = lm_rl.catalogue_evaluations(env, {"text": lm_rl.q_scorer(net), "shuffled": lm_rl.q_scorer(shuffled)},
-                                      cold, n_users=2000, seed=11)
+    evs = lm_rl.catalogue_evaluations(
+        env, {"text": lm_rl.q_scorer(net), "shuffled": lm_rl.q_scorer(shuffled)}, cold, n_users=2000, seed=11
+    )
     drop = lm_rl.paired_click_rate(evs["text", "cold"], evs["shuffled", "cold"])
     assert drop.diff > 0 and drop.excludes_zero, drop  # shuffled texts: fewer clicks on cold films
     # warm films keep their texts (only histories that hold cold films read differently): little change there

@@ -36,8 +36,12 @@ def test_evaluator_hand_case():
     # 2 users, 5 items. User 0 trained on item 0; targets 1 and 3. User 1 trained on 4; target 2.
     train = frame([(0, 0), (1, 4)])
     test = frame([(0, 1), (0, 3), (1, 2)])
-    scores = torch.tensor([[9.0, 5, 1, 4, 3],    # ranking after masking item 0: 1, 3, 4, 2
-                           [1.0, 2, 3, 4, 9]])   # masking item 4: 3, 2, 1, 0
+    scores = torch.tensor(
+        [
+            [9.0, 5, 1, 4, 3],  # ranking after masking item 0: 1, 3, 4, 2
+            [1.0, 2, 3, 4, 9],
+        ]
+    )  # masking item 4: 3, 2, 1, 0
     ev = FullRankingEvaluator(train, test, n_users=2, n_items=5, ks=(1, 2))
     res = ev.evaluate(scores)
     assert res.n_users == 2 and res.n_skipped == 0
@@ -201,5 +205,5 @@ def test_top_k_stable_equals_a_full_stable_sort():
         assert torch.equal(metrics.top_k_stable(scores, k), full[:, :k])
     targets = torch.from_numpy(rng.random((50, 30)) < 0.2)
     targets[:, 10] = True
-    rank = (targets.gather(1, full).int().argmax(1) + 1)
+    rank = targets.gather(1, full).int().argmax(1) + 1
     assert torch.equal(metrics.first_hit_rank(scores, targets), rank)

@@ -46,8 +46,9 @@ def test_learns_a_deterministic_next_item_rule(q_head):
     logs = _cyclic_logs()
     train = logs[logs["timestamp"] < 12]
     test = logs[logs["timestamp"] == 12]
-    cfg = SequentialConfig(dim=16, max_len=8, q_head=q_head, max_epochs=25, batch_size=16, lr=1e-2,
-                           dropout=0.0, progress=False, threads=1)
+    cfg = SequentialConfig(
+        dim=16, max_len=8, q_head=q_head, max_epochs=25, batch_size=16, lr=1e-2, dropout=0.0, progress=False, threads=1
+    )
     model = SequentialRecommender(30, 20, cfg).fit(train)
     ev = FullRankingEvaluator(train, test, 30, 20, ks=(1,))
     result = ev.evaluate(model.scorer(train))
@@ -62,7 +63,9 @@ def test_text_features_and_early_stopping():
     logs = _cyclic_logs()
     train, valid = logs[logs["timestamp"] < 12], logs[logs["timestamp"] == 12]
     text = torch.randn(20, 8)
-    cfg = SequentialConfig(dim=8, max_len=6, text=True, q_head=True, max_epochs=4, patience=1, progress=False, threads=1)
+    cfg = SequentialConfig(
+        dim=8, max_len=6, text=True, q_head=True, max_epochs=4, patience=1, progress=False, threads=1
+    )
     model = SequentialRecommender(30, 20, cfg, text_vectors=text).fit(train, valid)
     assert 1 <= model.best_epoch <= len(model.history) <= 4
     assert "valid_NDCG@10" in model.history_frame()

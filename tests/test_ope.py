@@ -95,12 +95,15 @@ def test_clipping_bounds_weights_and_snips_is_steadier():
     assert ope.snips(a, r, p, target).stderr < ope.ips(a, r, p, target).stderr
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(actions=[], rewards=[], propensities=[], target=np.zeros((0, 2))), "empty"),
-    (dict(actions=[0], rewards=[1.0], propensities=[0.0], target=[[1.0, 0.0]]), r"\(0, 1\]"),
-    (dict(actions=[2], rewards=[1.0], propensities=[0.5], target=[[1.0, 0.0]]), "must be in"),
-    (dict(actions=[0], rewards=[1.0], propensities=[0.5], target=[[0.7, 0.7]]), "probability distribution"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(actions=[], rewards=[], propensities=[], target=np.zeros((0, 2))), "empty"),
+        (dict(actions=[0], rewards=[1.0], propensities=[0.0], target=[[1.0, 0.0]]), r"\(0, 1\]"),
+        (dict(actions=[2], rewards=[1.0], propensities=[0.5], target=[[1.0, 0.0]]), "must be in"),
+        (dict(actions=[0], rewards=[1.0], propensities=[0.5], target=[[0.7, 0.7]]), "probability distribution"),
+    ],
+)
 def test_bad_logs_are_explained(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ope.ips(**kwargs)

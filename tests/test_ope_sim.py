@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import platform_for, scramble_hidden_state
+from test_simulator import synthetic
 
 from recnb import ope, ope_sim
 from recnb.platform import PlatformEnv
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
-from conftest import platform_for, scramble_hidden_state
-from test_simulator import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +20,11 @@ def setup():
     train = ratings.assign(user=ratings["user_id"] - 1, item=ratings["item_id"] - 1)
     stats = ope_sim.rating_stats(train, sim.n_calibration_users, sim.n_items)
     # the oracle target reads the simulator (a labelled reference); the platform's targets read the env
-    targets = {"oracle greedy": lambda e: e.sim.expected_reward(),
-               "popularity": lambda e: e.item_popularity.expand(e.n_users, -1),
-               "platform greedy": lambda e: e.platform_scores()}
+    targets = {
+        "oracle greedy": lambda e: e.sim.expected_reward(),
+        "popularity": lambda e: e.item_popularity.expand(e.n_users, -1),
+        "platform greedy": lambda e: e.platform_scores(),
+    }
     cfg = ope_sim.LoggingConfig(n_rounds=3000, n_candidates=4, epsilon=0.5, batch_users=64, seed=1)
     return env, stats, targets, cfg, ope_sim.collect_logs(env, stats, cfg, targets, progress=False)
 
@@ -82,9 +84,12 @@ def test_estimators_recover_the_true_value(setup):
 def test_variance_grows_as_the_target_departs(setup):
     *_, log = setup
     greedy = ope_sim.greedy_probs(log.target_scores["oracle greedy"])
-    ess = [ope.effective_sample_size(ope.importance_weights(log.action, log.propensity,
-                                                            ope_sim.mixture(log.logging_probs, greedy, a)))
-           for a in (0.0, 0.5, 1.0)]
+    ess = [
+        ope.effective_sample_size(
+            ope.importance_weights(log.action, log.propensity, ope_sim.mixture(log.logging_probs, greedy, a))
+        )
+        for a in (0.0, 0.5, 1.0)
+    ]
     assert ess[0] > ess[1] > ess[2]
 
 

@@ -12,4 +12,6 @@ def test_every_module_is_listed_in_its_package_index():
         listed = set(re.findall(r"``(?:recnb\.agents\.|recnb\.)?([A-Za-z_]+)``", package.__doc__))
         modules = {m.name for m in pkgutil.iter_modules(package.__path__)}
         missing = sorted(modules - listed)
-        assert not missing, f"{package.__name__}'s docstring does not mention {missing}: add a line saying what each holds"
+        assert not missing, (
+            f"{package.__name__}'s docstring does not mention {missing}: add a line saying what each holds"
+        )

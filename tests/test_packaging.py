@@ -9,14 +9,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pyproject_requirements():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return set(meta["dependencies"]) | set(meta["optional-dependencies"]["test"]) | set(meta["optional-dependencies"]["lab"])
+    return (
+        set(meta["dependencies"])
+        | set(meta["optional-dependencies"]["test"])
+        | set(meta["optional-dependencies"]["lab"])
+    )
 
 
 def environment_requirements():
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = next(i for i, l in enumerate(lines) if l.strip() == "- pip:")
     reqs = set()
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         m = re.match(r"\s+- (.+)$", line)
         if not m:
             break

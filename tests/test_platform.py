@@ -3,13 +3,22 @@
 import numpy as np
 import pytest
 import torch
+from conftest import platform_for, scramble_hidden_state
 
 from recnb.agents.dqn import DQN, DQNConfig
 from recnb.platform import PlatformEnv, observe_platform, split_users
-from recnb.policies import (DiversifyingPolicy, Evaluation, GreedyPolicy, MMRPolicy, PlatformGreedyPolicy, RandomPolicy,
-                            evaluate_policy, paired_difference, seed_average, tune_heuristic)
-
-from conftest import platform_for, scramble_hidden_state
+from recnb.policies import (
+    DiversifyingPolicy,
+    Evaluation,
+    GreedyPolicy,
+    MMRPolicy,
+    PlatformGreedyPolicy,
+    RandomPolicy,
+    evaluate_policy,
+    paired_difference,
+    seed_average,
+    tune_heuristic,
+)
 
 
 def test_observation_holds_no_simulator_state(tiny_sim):
@@ -38,8 +47,12 @@ def test_agents_observe_the_platform_by_default(tiny_env):
     agent = DQN(tiny_env, DQNConfig(device="cpu", n_envs=8, buffer_size=64, batch_size=8, total_steps=16))
     assert agent.observe is observe_platform
     with pytest.raises(ValueError, match="fatigue_term=False"):
-        DQN(tiny_env.sim, DQNConfig(device="cpu", n_envs=8, buffer_size=64), observe=lambda e: observe_platform(tiny_env),
-            item_feats=tiny_env.item_features())
+        DQN(
+            tiny_env.sim,
+            DQNConfig(device="cpu", n_envs=8, buffer_size=64),
+            observe=lambda e: observe_platform(tiny_env),
+            item_feats=tiny_env.item_features(),
+        )
 
 
 def test_log_records_clicks_ignores_and_genres(tiny_env):
@@ -117,7 +130,9 @@ def test_tune_heuristic_returns_the_best_value(tiny_env):
 
 def test_agent_can_start_as_the_tuned_heuristic(tiny_env):
     """fatigue_init = -penalty: before any update the Q-network ranks exactly like DiversifyingPolicy(penalty)."""
-    agent = DQN(tiny_env, DQNConfig(device="cpu", n_envs=8, buffer_size=64, batch_size=8, total_steps=16, fatigue_init=-3.0))
+    agent = DQN(
+        tiny_env, DQNConfig(device="cpu", n_envs=8, buffer_size=64, batch_size=8, total_steps=16, fatigue_init=-3.0)
+    )
     tiny_env.reset(64, seed=4)
     for _ in range(3):
         tiny_env.step(PlatformGreedyPolicy()(tiny_env))

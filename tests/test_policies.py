@@ -3,14 +3,22 @@
 import numpy as np
 import pytest
 import torch
-
-from recnb.platform import PlatformEnv
-from recnb.policies import (DiversifyingPolicy, Evaluation, GreedyPolicy, MMRPolicy, PlatformGreedyPolicy,
-                            PopularityPolicy, RandomPolicy, evaluate_policy, top_items)
-from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
+from conftest import platform_for
 from test_simulator import synthetic
 
-from conftest import platform_for
+from recnb.platform import PlatformEnv
+from recnb.policies import (
+    DiversifyingPolicy,
+    Evaluation,
+    GreedyPolicy,
+    MMRPolicy,
+    PlatformGreedyPolicy,
+    PopularityPolicy,
+    RandomPolicy,
+    evaluate_policy,
+    top_items,
+)
+from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +34,17 @@ def test_top_items_respects_mask_and_slate():
     assert top_items(scores, mask, 2).tolist() == [[3, 2]]
 
 
-@pytest.mark.parametrize("policy", [RandomPolicy(0), PopularityPolicy(), GreedyPolicy(), PlatformGreedyPolicy(),
-                                    DiversifyingPolicy(1.0), MMRPolicy(1.0)])
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RandomPolicy(0),
+        PopularityPolicy(),
+        GreedyPolicy(),
+        PlatformGreedyPolicy(),
+        DiversifyingPolicy(1.0),
+        MMRPolicy(1.0),
+    ],
+)
 def test_policies_pick_available_items_of_the_right_shape(simulator, policy):
     platform = platform_for(simulator)
     env = PlatformEnv(simulator.with_config(SimulatorConfig(slate_size=3)), platform)

@@ -15,8 +15,8 @@ def test_readme_results_section_matches_the_run():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     summary_md = (ROOT / "docs" / "results" / "summary.md").read_text(encoding="utf-8")
     assert urr.current(readme) == urr.section(summary_md), (
-        "README.md's results section differs from docs/results/summary.md; "
-        "run python scripts/update_readme_results.py")
+        "README.md's results section differs from docs/results/summary.md; run python scripts/update_readme_results.py"
+    )
 
 
 def test_results_come_from_a_full_run_with_its_figure():
@@ -34,11 +34,14 @@ def test_splice_replaces_only_the_marked_section():
     assert urr.splice(out, "new table\n") == out  # idempotent
 
 
-@pytest.mark.parametrize("readme, message", [
-    ("no markers\n", "exactly one"),
-    (f"{urr.START}\n{urr.START}\n{urr.END}\n", "exactly one"),
-    (f"{urr.END}\nx\n{urr.START}\n", "comes before"),
-])
+@pytest.mark.parametrize(
+    "readme, message",
+    [
+        ("no markers\n", "exactly one"),
+        (f"{urr.START}\n{urr.START}\n{urr.END}\n", "exactly one"),
+        (f"{urr.END}\nx\n{urr.START}\n", "comes before"),
+    ],
+)
 def test_malformed_markers_name_the_fix(readme, message):
     with pytest.raises(ValueError, match=message):
         urr.splice(readme, "table")

@@ -19,9 +19,13 @@ def test_every_notebook_installs_the_pinned_release_and_links_its_own_colab_page
     for c in chapters.CHAPTERS:
         nb = nbformat.read(ROOT / "notebooks" / c.file, as_version=4)
         first_code = next(cell for cell in nb.cells if cell.cell_type == "code")
-        assert chapters.install_command() in first_code.source, f"{c.file}: install cell is not {chapters.install_command()}"
+        assert chapters.install_command() in first_code.source, (
+            f"{c.file}: install cell is not {chapters.install_command()}"
+        )
         assert "@v" in chapters.install_command()
-        assert f"]({chapters.colab_url(c)})" in nb.cells[0].source, f"{c.file}: Colab badge is not {chapters.colab_url(c)}"
+        assert f"]({chapters.colab_url(c)})" in nb.cells[0].source, (
+            f"{c.file}: Colab badge is not {chapters.colab_url(c)}"
+        )
 
 
 def test_no_file_quotes_another_repository():
@@ -45,4 +49,7 @@ def test_retarget_script_moves_every_address_to_a_fork(tmp_path):
             text = path.read_text(encoding="utf-8")
             assert old not in text, f"{path.name} still quotes {old}"
     nb00 = (tmp_path / "notebooks" / chapters.CHAPTERS[0].file).read_text(encoding="utf-8")
-    assert f"git+{fork}@{chapters.release_tag()}" in nb00 and "colab.research.google.com/github/some-course/recnb-fork/" in nb00
+    assert (
+        f"git+{fork}@{chapters.release_tag()}" in nb00
+        and "colab.research.google.com/github/some-course/recnb-fork/" in nb00
+    )

@@ -10,8 +10,11 @@ from recnb.robustness import inject_random_raters, inject_shilling_attack
 @pytest.fixture
 def ratings():
     rng = np.random.default_rng(0)
-    rows = [(u, i, int(rng.integers(1, 6)), int(rng.integers(1000, 2000)))
-            for u in range(1, 41) for i in rng.choice(np.arange(1, 81), size=int(rng.integers(20, 30)), replace=False)]
+    rows = [
+        (u, i, int(rng.integers(1, 6)), int(rng.integers(1000, 2000)))
+        for u in range(1, 41)
+        for i in rng.choice(np.arange(1, 81), size=int(rng.integers(20, 30)), replace=False)
+    ]
     return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
 
 
@@ -30,7 +33,9 @@ def test_shilling_attack_promotes_target(ratings):
     fake = out[out["injected"]]
     per_user = fake.groupby("user_id")
     assert per_user.ngroups == 4
-    assert (fake[fake["item_id"] == 77]["rating"] == 5).all() and (per_user["item_id"].apply(lambda s: 77 in set(s))).all()
+    assert (fake[fake["item_id"] == 77]["rating"] == 5).all() and (
+        per_user["item_id"].apply(lambda s: 77 in set(s))
+    ).all()
     assert fake["rating"].between(1, 5).all()
 
 

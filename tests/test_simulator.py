@@ -1,14 +1,15 @@
 """Tests for recnb.simulator on a small synthetic catalogue built here (fast: no MovieLens)."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
+from conftest import synthetic_ratings
 
 from recnb.data import GENRES
 from recnb.policies import GreedyPolicy, PopularityPolicy, RandomPolicy, evaluate_policy
 from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
-
-from conftest import synthetic_ratings
 
 
 def synthetic(n_users=60, n_items=50, per_user=15, seed=0):
@@ -159,13 +160,16 @@ def test_finished_users_earn_nothing(calibration):
         assert bool((reward[~was] == 0).all()) and not (terminated | truncated)[~was].any()
 
 
-@pytest.mark.parametrize("actions, error, match", [
-    (torch.zeros(3, dtype=torch.long), ValueError, "shape"),
-    (torch.zeros(4, 2, dtype=torch.long), ValueError, "shape"),
-    (torch.zeros(4), TypeError, "integer"),
-    (torch.tensor([0, 1, 2, 50]), IndexError, r"\[0, 50\)"),
-    (torch.tensor([0, 1, -1, 2]), IndexError, "item ids"),
-])
+@pytest.mark.parametrize(
+    "actions, error, match",
+    [
+        (torch.zeros(3, dtype=torch.long), ValueError, "shape"),
+        (torch.zeros(4, 2, dtype=torch.long), ValueError, "shape"),
+        (torch.zeros(4), TypeError, "integer"),
+        (torch.tensor([0, 1, 2, 50]), IndexError, r"\[0, 50\)"),
+        (torch.tensor([0, 1, -1, 2]), IndexError, "item ids"),
+    ],
+)
 def test_bad_actions_raise_clear_errors(calibration, actions, error, match):
     sim = make(calibration)
     sim.reset(4, seed=0)
@@ -184,11 +188,23 @@ def test_slate_duplicates_and_use_before_reset_raise(calibration):
         sim.reset(0)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("horizon", 0), ("slate_size", 1.5), ("choice_offset", float("inf")), ("trait_spread", -1.0),
-    ("drift_rate", -0.1), ("fatigue_recovery", 1.0), ("satisfaction_rate", 0.0), ("leave_base", 1.0),
-    ("leave_sensitivity", 2.0), ("reward", "likes"), ("long_term", "yes"), ("boredom", -1.0),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("horizon", 0),
+        ("slate_size", 1.5),
+        ("choice_offset", float("inf")),
+        ("trait_spread", -1.0),
+        ("drift_rate", -0.1),
+        ("fatigue_recovery", 1.0),
+        ("satisfaction_rate", 0.0),
+        ("leave_base", 1.0),
+        ("leave_sensitivity", 2.0),
+        ("reward", "likes"),
+        ("long_term", "yes"),
+        ("boredom", -1.0),
+    ],
+)
 def test_invalid_config_values_raise(field, value):
     with pytest.raises(ValueError, match=field):
         SimulatorConfig(**{field: value})
@@ -250,7 +266,6 @@ def test_per_user_reference_rejects_bad_actions(calibration):
 
 def test_greedy_is_exactly_optimal_when_long_term_off(calibration):
     """Exhaustive dynamic programming over (consumed set, step) on a 6-item slice of one user."""
-    from functools import lru_cache
 
     sim = make(calibration, long_term=False, mask_train_items=False)
     sim.reset(1, seed=0, users=[5])
@@ -259,14 +274,18 @@ def test_greedy_is_exactly_optimal_when_long_term_off(calibration):
     p, stay, horizon = p_all[items], 1 - sim.config.leave_base, 5
 
     def value(choose):
-        @lru_cache(maxsize=None)
+        @functools.cache
         def v(consumed: frozenset, t: int) -> float:
             if t == horizon:
                 return 0.0
             options = [i for i in range(len(p)) if i not in consumed] or [0]
-            q = {i: (p[i] if i not in consumed else 0.0) * (1 + stay * v(consumed | {i}, t + 1))
-                 + (1 - (p[i] if i not in consumed else 0.0)) * stay * v(consumed, t + 1) for i in options}
+            q = {
+                i: (p[i] if i not in consumed else 0.0) * (1 + stay * v(consumed | {i}, t + 1))
+                + (1 - (p[i] if i not in consumed else 0.0)) * stay * v(consumed, t + 1)
+                for i in options
+            }
             return choose(q)
+
         return v(frozenset(), 0)
 
     optimal = value(lambda q: max(q.values()))

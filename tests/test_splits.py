@@ -10,8 +10,11 @@ from recnb import splits
 @pytest.fixture
 def ratings():
     rng = np.random.default_rng(1)
-    rows = [(u, i, int(rng.integers(1, 6)), int(rng.integers(0, 10_000)))
-            for u in range(1, 31) for i in rng.choice(np.arange(1, 101), size=int(rng.integers(20, 40)), replace=False)]
+    rows = [
+        (u, i, int(rng.integers(1, 6)), int(rng.integers(0, 10_000)))
+        for u in range(1, 31)
+        for i in rng.choice(np.arange(1, 101), size=int(rng.integers(20, 40)), replace=False)
+    ]
     return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
 
 
@@ -21,7 +24,11 @@ def pairs(frame):
 
 def test_track_a_partitions_each_user_80_10_10(ratings):
     s = splits.split_random(ratings, seed=3)
-    assert not pairs(s.train) & pairs(s.test) and not pairs(s.train) & pairs(s.valid) and not pairs(s.valid) & pairs(s.test)
+    assert (
+        not pairs(s.train) & pairs(s.test)
+        and not pairs(s.train) & pairs(s.valid)
+        and not pairs(s.valid) & pairs(s.test)
+    )
     assert pairs(s.train) | pairs(s.valid) | pairs(s.test) == pairs(ratings)
     sizes = ratings.groupby("user_id").size()
     assert (s.test.groupby("user_id").size() == np.round(sizes * 0.1)).all()
@@ -39,7 +46,9 @@ def test_track_b_holds_out_the_last_two_ratings(ratings):
     assert (s.test.groupby("user_id").size() == 1).all() and (s.valid.groupby("user_id").size() == 1).all()
     last = ratings.sort_values(splits.CHRONOLOGICAL).groupby("user_id").tail(1)
     assert pairs(last) == pairs(s.test)
-    merged = s.train.groupby("user_id")["timestamp"].max().to_frame("train").join(s.valid.set_index("user_id")["timestamp"])
+    merged = (
+        s.train.groupby("user_id")["timestamp"].max().to_frame("train").join(s.valid.set_index("user_id")["timestamp"])
+    )
     assert (merged["train"] <= merged["timestamp"]).all()
 
 
@@ -60,13 +69,16 @@ def test_histories_are_chronological(ratings):
     assert list(h.loc[4]) == list(user["item_id"])
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda r: splits.split_random(r.iloc[:0]), "empty"),
-    (lambda r: splits.split_random(r.drop(columns="timestamp")), "timestamp"),
-    (lambda r: splits.split_random(r, valid=0.6, test=0.5), "sum below 1"),
-    (lambda r: splits.split_cold_items(r, fraction=1.5), r"\(0, 1\)"),
-    (lambda r: splits.split_leave_one_out(r.groupby("user_id").head(2)), "at least 3"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda r: splits.split_random(r.iloc[:0]), "empty"),
+        (lambda r: splits.split_random(r.drop(columns="timestamp")), "timestamp"),
+        (lambda r: splits.split_random(r, valid=0.6, test=0.5), "sum below 1"),
+        (lambda r: splits.split_cold_items(r, fraction=1.5), r"\(0, 1\)"),
+        (lambda r: splits.split_leave_one_out(r.groupby("user_id").head(2)), "at least 3"),
+    ],
+)
 def test_bad_inputs_name_the_fix(ratings, call, message):
     with pytest.raises(ValueError, match=message):
         call(ratings)

@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import nbformat
@@ -42,6 +42,7 @@ def read(path):
 
 
 # -- tags ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_every_exercise_is_tagged_with_its_solution(path):
@@ -65,8 +66,10 @@ def _problems_after(change):
     return "\n".join(ex.lint(nb, "01_data_preparation.ipynb"))
 
 
-NEW_EXERCISE = ("from recnb.exercises import Case, check\n\ndef twice(x):\n    raise NotImplementedError\n\n"
-                "check(twice, [Case((2,), 4)])")
+NEW_EXERCISE = (
+    "from recnb.exercises import Case, check\n\ndef twice(x):\n    raise NotImplementedError\n\n"
+    "check(twice, [Case((2,), 4)])"
+)
 
 
 def test_an_exercise_without_a_tagged_solution_fails_lint():
@@ -83,7 +86,10 @@ def test_an_exercise_without_a_tagged_solution_fails_lint():
         del nb.cells[ex.tagged_cells(nb, "exercise")["nb01-leave-one-out"]]
 
     def misnumber(nb):
-        nb.cells[ex.tagged_cells(nb, "exercise")["nb01-head-share"]].metadata["tags"] = ["exercise", "exercise:nb02-head-share"]
+        nb.cells[ex.tagged_cells(nb, "exercise")["nb01-head-share"]].metadata["tags"] = [
+            "exercise",
+            "exercise:nb02-head-share",
+        ]
 
     assert "without the tags 'exercise'" in _problems_after(add_untagged)
     assert "exercise 'nb01-twice' has no solution cell" in _problems_after(add_tagged)
@@ -96,10 +102,12 @@ def test_an_exercise_without_a_tagged_solution_fails_lint():
 def test_a_cell_that_needs_a_solution_fails_lint():
     def use_the_solution(nb):
         nb.cells.append(nbformat.v4.new_code_cell("print(head_share_solution([1, 2], 0.5))"))
+
     assert "uses head_share_solution, which only a solution cell defines" in _problems_after(use_the_solution)
 
 
 # -- the student edition (no kernel) --------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory):
@@ -118,7 +126,9 @@ def test_student_edition_has_no_solutions(student_dir, path):
     assert not any(ex.cell_role(c)[0] == "solution" for c in student.cells)
     assert not any(c.metadata.get("jupyter", {}).get("source_hidden") for c in student.cells)
     note = student.cells.pop(1)  # at the top, after the title (the first heading stays the notebook's title)
-    assert note.cell_type == "markdown" and "Student edition" in note.source and "python -m recnb.exercises" in note.source
+    assert (
+        note.cell_type == "markdown" and "Student edition" in note.source and "python -m recnb.exercises" in note.source
+    )
     assert student.cells[0].source == full.cells[0].source and student.cells[0].source.startswith("# ")
     kept = [c for i, c in enumerate(full.cells) if i not in solutions]
     assert [c.source for c in student.cells] == [c.source for c in kept]
@@ -150,16 +160,22 @@ def test_student_edition_refuses_untagged_solutions(tmp_path):
 
 
 def test_paste_solution_replaces_only_the_stub_body():
-    exercise = ('from recnb.exercises import Case, check\n\ndef area(w, h):\n    """Width times height."""\n'
-                '    # your code here\n    raise NotImplementedError  # replace me\n\nCASES = [Case((2, 3), 6)]\ncheck(area, CASES)\n')
-    solution = ("# Reference solution\ndef area_solution(w, h):\n    result = w * h\n    return result\n\n"
-                "check(area_solution, CASES, strict=True)\nprint('done')\n")
+    exercise = (
+        'from recnb.exercises import Case, check\n\ndef area(w, h):\n    """Width times height."""\n'
+        "    # your code here\n    raise NotImplementedError  # replace me\n\nCASES = [Case((2, 3), 6)]\ncheck(area, CASES)\n"
+    )
+    solution = (
+        "# Reference solution\ndef area_solution(w, h):\n    result = w * h\n    return result\n\n"
+        "check(area_solution, CASES, strict=True)\nprint('done')\n"
+    )
     assert se.paste_solution(exercise, solution) == (
         'from recnb.exercises import Case, check\n\ndef area(w, h):\n    """Width times height."""\n'
-        "    result = w * h\n    return result\n\nCASES = [Case((2, 3), 6)]\ncheck(area, CASES)\n")
+        "    result = w * h\n    return result\n\nCASES = [Case((2, 3), 6)]\ncheck(area, CASES)\n"
+    )
 
 
 # -- executed: the student edition, the checker on stubs and on pasted solutions ----------------
+
 
 def _with_pasted_copies(student, reference):
     """``student`` with, before each exercise cell, a copy holding the pasted reference solution."""
@@ -189,8 +205,11 @@ def _with_pasted_copies(student, reference):
 def _view(executed, keep):
     """The executed notebook without the pasted copies (``keep="student"``) or without the stubs (``"pasted"``)."""
     view = nbformat.from_dict(executed)
-    view.cells = [c for c in executed.cells
-                  if ex.cell_role(c)[0] != "exercise" or (c.metadata.get("recnb_test") == "pasted") == (keep == "pasted")]
+    view.cells = [
+        c
+        for c in executed.cells
+        if ex.cell_role(c)[0] != "exercise" or (c.metadata.get("recnb_test") == "pasted") == (keep == "pasted")
+    ]
     return view
 
 
@@ -198,7 +217,7 @@ def _stub_names(nb):
     return {se._stub(ex._parse(nb.cells[i].source)).name for i in ex.tagged_cells(nb, "exercise").values()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _executed(name, student_dir, run_dir, results_dir):
     student = read(Path(student_dir) / name)
     stubs = _stub_names(student)
@@ -224,8 +243,12 @@ def executed(student_dir, tmp_path_factory):
 def test_student_edition_executes_without_error(executed, path):
     nb = executed(path)
     assert not nb.metadata.get("recnb_check", {}).get("aborted")
-    errors = [(i, out.get("ename"), out.get("evalue")) for i, c in enumerate(nb.cells) for out in c.get("outputs", [])
-              if out.get("output_type") == "error"]
+    errors = [
+        (i, out.get("ename"), out.get("evalue"))
+        for i, c in enumerate(nb.cells)
+        for out in c.get("outputs", [])
+        if out.get("output_type") == "error"
+    ]
     assert errors == []
     for cell in _view(nb, "student").cells:
         if ex.cell_role(cell)[0] == "exercise":  # each stub prints its [todo] hints
@@ -262,9 +285,22 @@ def test_check_submission_command(student_dir, tmp_path):
     nbformat.write(student, tmp_path / "stub" / name)
     nbformat.write(se.paste_solutions(student, read(NOTEBOOKS / name)), tmp_path / "solved" / name)
     env = {"RECNB_RESULTS_DIR": str(tmp_path / "results")}
-    run = subprocess.run([sys.executable, "-m", "recnb.exercises", "--smoke", "--json", str(tmp_path / "grades.json"),
-                          str(tmp_path / "stub" / name), str(tmp_path / "solved")],
-                         capture_output=True, text=True, timeout=900, env={**os.environ, **env})
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recnb.exercises",
+            "--smoke",
+            "--json",
+            str(tmp_path / "grades.json"),
+            str(tmp_path / "stub" / name),
+            str(tmp_path / "solved"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, **env},
+    )
     assert run.returncode == 0, run.stderr
     print(run.stdout)
     results = json.loads((tmp_path / "grades.json").read_text())

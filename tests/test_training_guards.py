@@ -19,6 +19,7 @@ INF, NAN = float("inf"), float("nan")
 
 # ---------------------------------------------------------------- the helpers
 
+
 def test_finite_or_raise_returns_the_float_or_names_loop_step_and_fix():
     assert finite_or_raise(torch.tensor(1.5), where="X training", step="step 3") == 1.5
     assert finite_or_raise(2, where="X training") == 2.0
@@ -47,9 +48,14 @@ def test_check_numbers_and_is_int():
         reg: float = 0.0
 
     check_numbers("C", C(), positive=("lr",), non_negative=("reg",))
-    for kwargs, match in (({"lr": INF}, "C.lr must be a finite positive number, got inf"), ({"lr": NAN}, "C.lr"),
-                          ({"lr": 0.0}, "C.lr"), ({"lr": True}, "C.lr"), ({"lr": "0.1"}, "C.lr"),
-                          ({"reg": -1.0}, "C.reg must be a finite non-negative number")):
+    for kwargs, match in (
+        ({"lr": INF}, "C.lr must be a finite positive number, got inf"),
+        ({"lr": NAN}, "C.lr"),
+        ({"lr": 0.0}, "C.lr"),
+        ({"lr": True}, "C.lr"),
+        ({"lr": "0.1"}, "C.lr"),
+        ({"reg": -1.0}, "C.reg must be a finite non-negative number"),
+    ):
         with pytest.raises(ValueError, match=match):
             check_numbers("C", C(**kwargs), positive=("lr",), non_negative=("reg",))
     assert is_int(3) and is_int(np.int64(3)) and not is_int(True) and not is_int(3.0)
@@ -57,13 +63,25 @@ def test_check_numbers_and_is_int():
 
 # ---------------------------------------------------------------- DQN
 
+
 def _dqn(env, **kw):
     base = dict(device="cpu", n_envs=8, buffer_size=64, batch_size=8, total_steps=160, learning_starts=0)
     return DQN(env, DQNConfig(**{**base, **kw}))
 
 
-@pytest.mark.parametrize("field", ["learning_rate", "gamma", "tau", "item_lr_scale", "huber_delta", "max_grad_norm",
-                                   "epsilon_start", "exploration_fraction"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "learning_rate",
+        "gamma",
+        "tau",
+        "item_lr_scale",
+        "huber_delta",
+        "max_grad_norm",
+        "epsilon_start",
+        "exploration_fraction",
+    ],
+)
 @pytest.mark.parametrize("value", [INF, NAN])
 def test_dqn_config_rejects_non_finite_numbers(field, value):
     with pytest.raises(ValueError, match=f"DQNConfig.{field} must be a finite number"):
@@ -106,6 +124,7 @@ def test_dqn_injected_nan_weight_stops_training(tiny_env):
 
 # ---------------------------------------------------------------- BPR and NeuMF
 
+
 @pytest.fixture(scope="module")
 def ratings():
     rng = np.random.default_rng(0)
@@ -117,8 +136,11 @@ MODELS = [(B.BPR, B.BPRConfig, "BPR"), (B.NeuMF, B.NeuMFConfig, "NeuMF")]
 
 @pytest.mark.parametrize("model, config, name", MODELS)
 def test_baselines_stop_on_a_diverging_learning_rate(ratings, model, config, name):
-    with pytest.raises(TrainingDiverged, match=rf"{name} training diverged at epoch 1, step \d+: the loss is .*"
-                                               rf"lower {name}Config.lr \(now 1e\+30"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=rf"{name} training diverged at epoch 1, step \d+: the loss is .*"
+        rf"lower {name}Config.lr \(now 1e\+30",
+    ):
         model(20, 15, config(lr=1e30, dim=4, max_epochs=3, progress=False, batch_size=32)).fit(ratings)
 
 
@@ -154,6 +176,7 @@ def test_neumf_config_rates_are_validated(field, value):
 
 # ---------------------------------------------------------------- SQN (offline RL)
 
+
 @pytest.fixture(scope="module")
 def logs():
     rows = [{"user": u, "item": (u + k) % 15, "timestamp": k, "rating": 4.0} for u in range(20) for k in range(8)]
@@ -161,8 +184,9 @@ def logs():
 
 
 def _sequential(q_head=True, **kw):
-    return SequentialRecommender(20, 15, SequentialConfig(dim=8, max_len=6, q_head=q_head, max_epochs=2, progress=False,
-                                                          threads=1, **kw))
+    return SequentialRecommender(
+        20, 15, SequentialConfig(dim=8, max_len=6, q_head=q_head, max_epochs=2, progress=False, threads=1, **kw)
+    )
 
 
 def test_sqn_normal_run_still_trains(logs):
@@ -173,7 +197,9 @@ def test_sqn_normal_run_still_trains(logs):
 def test_sqn_stops_on_a_nan_reward(logs):
     bad = logs.copy()
     bad.loc[5, "rating"] = NAN
-    with pytest.raises(TrainingDiverged, match=r"SQN training \(TD loss\) diverged at epoch 1, step 1.*lower SequentialConfig.lr"):
+    with pytest.raises(
+        TrainingDiverged, match=r"SQN training \(TD loss\) diverged at epoch 1, step 1.*lower SequentialConfig.lr"
+    ):
         _sequential().fit(bad)
 
 
@@ -186,14 +212,25 @@ def test_sequential_models_stop_on_nan_weights(logs, q_head, name):
         model.fit(logs)
 
 
-@pytest.mark.parametrize("field, value", [("lr", INF), ("lr", NAN), ("gamma", NAN), ("target_tau", NAN),
-                                          ("q_weight", INF), ("dropout", NAN), ("dropout", 1.5)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("lr", INF),
+        ("lr", NAN),
+        ("gamma", NAN),
+        ("target_tau", NAN),
+        ("q_weight", INF),
+        ("dropout", NAN),
+        ("dropout", 1.5),
+    ],
+)
 def test_sequential_config_rejects_non_finite_numbers(field, value):
     with pytest.raises(ValueError, match=field):
         SequentialConfig(**{field: value})
 
 
 # ---------------------------------------------------------------- the simulator's fits (calibration)
+
 
 def test_calibration_fits_stop_on_a_diverging_learning_rate():
     from recnb.calibration import fit_choice_model, fit_rating_model
@@ -212,8 +249,11 @@ def test_calibration_fits_stop_on_a_diverging_learning_rate():
 
 # ---------------------------------------------------------------- TD fine-tuning of the language model
 
-@pytest.mark.parametrize("field, value", [("lm_lr", INF), ("head_lr", NAN), ("head_lr", 0.0), ("steps", 0),
-                                          ("batch_size", True), ("seed", -1)])
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("lm_lr", INF), ("head_lr", NAN), ("head_lr", 0.0), ("steps", 0), ("batch_size", True), ("seed", -1)],
+)
 def test_finetune_config_is_validated(field, value):
     from recnb.lm_rl import FinetuneConfig
 
@@ -229,8 +269,18 @@ def finetune_setup(tiny_env):
     texts = [f"Film number {i} ({1990 + i % 9}). Genres: {GENRES[1 + i % 18]}." for i in range(tiny_env.n_items)]
     layers = lm_rl.TopLayers.from_texts(texts, n_top=1, cache=False)
     cold = lm_rl.cold_item_mask(tiny_env.n_items, 0.3, seed=0)
-    config = DQNConfig(total_steps=320, n_envs=16, buffer_size=320, batch_size=32, learning_starts=64, hidden=16,
-                       embed_dim=8, linear_items=True, item_lr_scale=1.0, device="cpu")
+    config = DQNConfig(
+        total_steps=320,
+        n_envs=16,
+        buffer_size=320,
+        batch_size=32,
+        learning_starts=64,
+        hidden=16,
+        embed_dim=8,
+        linear_items=True,
+        item_lr_scale=1.0,
+        device="cpu",
+    )
     agent = lm_rl.train_agent(tiny_env, layers.all_vectors(), cold, config, progress=False)
     return agent, layers
 

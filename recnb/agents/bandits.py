@@ -9,7 +9,7 @@ and ``gamma = 0``. What it cannot learn is that the best arm *now* depends on wh
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -118,30 +118,66 @@ class DQNConfig:
         def is_int(v):
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
-        check_numbers("DQNConfig", self, finite=("learning_rate", "gamma", "tau", "epsilon_start", "epsilon_end",
-                                                 "exploration_fraction", "item_lr_scale", "huber_delta",
-                                                 "max_grad_norm", "fatigue_init"))
-        for name in ("total_steps", "n_envs", "buffer_size", "batch_size", "n_step", "target_update_every",
-                     "updates_per_collect", "embed_dim", "hidden", "log_every"):
-            need(is_int(getattr(self, name)) and getattr(self, name) >= 1, f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        check_numbers(
+            "DQNConfig",
+            self,
+            finite=(
+                "learning_rate",
+                "gamma",
+                "tau",
+                "epsilon_start",
+                "epsilon_end",
+                "exploration_fraction",
+                "item_lr_scale",
+                "huber_delta",
+                "max_grad_norm",
+                "fatigue_init",
+            ),
+        )
+        for name in (
+            "total_steps",
+            "n_envs",
+            "buffer_size",
+            "batch_size",
+            "n_step",
+            "target_update_every",
+            "updates_per_collect",
+            "embed_dim",
+            "hidden",
+            "log_every",
+        ):
+            need(
+                is_int(getattr(self, name)) and getattr(self, name) >= 1,
+                f"{name} must be an integer >= 1, got {getattr(self, name)!r}",
+            )
         need(is_int(self.seed) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
-        need(is_int(self.learning_starts) and self.learning_starts >= 0, f"learning_starts must be an integer >= 0, got {self.learning_starts!r}")
+        need(
+            is_int(self.learning_starts) and self.learning_starts >= 0,
+            f"learning_starts must be an integer >= 0, got {self.learning_starts!r}",
+        )
         need(0 <= self.gamma < 1, f"gamma must be in [0, 1), got {self.gamma}; use e.g. 0.9")
         for name in ("epsilon_start", "epsilon_end"):
             need(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1], got {getattr(self, name)}")
-        need(0 < self.exploration_fraction <= 1, f"exploration_fraction must be in (0, 1], got {self.exploration_fraction}")
+        need(
+            0 < self.exploration_fraction <= 1,
+            f"exploration_fraction must be in (0, 1], got {self.exploration_fraction}",
+        )
         need(0 < self.tau <= 1, f"tau must be in (0, 1] (1 = hard update), got {self.tau}")
         need(self.item_lr_scale > 0, f"item_lr_scale must be > 0, got {self.item_lr_scale}")
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         need(np.isfinite(self.fatigue_init), f"fatigue_init must be a finite number, got {self.fatigue_init}")
         need(self.huber_delta > 0 and self.max_grad_norm > 0, "huber_delta and max_grad_norm must be > 0")
-        need(self.buffer_size >= self.n_envs * max(self.n_step, 2),
-             f"buffer_size ({self.buffer_size}) must hold at least n_envs * max(n_step, 2) = "
-             f"{self.n_envs * max(self.n_step, 2)} transitions; raise buffer_size or lower n_envs")
+        need(
+            self.buffer_size >= self.n_envs * max(self.n_step, 2),
+            f"buffer_size ({self.buffer_size}) must hold at least n_envs * max(n_step, 2) = "
+            f"{self.n_envs * max(self.n_step, 2)} transitions; raise buffer_size or lower n_envs",
+        )
         need(self.network in ("qnet", "naive"), f"network must be 'qnet' or 'naive', got {self.network!r}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        need(all(isinstance(v, bool) for v in (self.double_dqn, self.autocast, self.linear_items, self.fatigue_term)),
-             "double_dqn, autocast, linear_items and fatigue_term must be True or False")
+        need(
+            all(isinstance(v, bool) for v in (self.double_dqn, self.autocast, self.linear_items, self.fatigue_term)),
+            "double_dqn, autocast, linear_items and fatigue_term must be True or False",
+        )
 
     def epsilon(self, step: int) -> float:
         """Linear epsilon schedule at environment step ``step``."""
@@ -151,12 +187,15 @@ class DQNConfig:
 
 # ---------------------------------------------------------------- the rules, one line each
 
+
 def masked(q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Q with unavailable items pushed to -1e9, so no max or argmax can pick them (notebook 06)."""
     return q.masked_fill(~mask, NEG)
 
 
-def select_actions(q: torch.Tensor, mask: torch.Tensor, epsilon: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def select_actions(
+    q: torch.Tensor, mask: torch.Tensor, epsilon: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Epsilon-greedy over *available* items only: exploration and the greedy choice are both masked (notebook 06)."""
     greedy = masked(q, mask).argmax(1)
     if epsilon <= 0:
@@ -179,16 +218,19 @@ def td_target(reward, discount, terminated, next_q_target, next_mask, next_q_onl
     return reward + discount * (~terminated).float() * value
 
 
-def dqn_targets(agent: "DQN", batch: dict) -> torch.Tensor:
+def dqn_targets(agent: DQN, batch: dict) -> torch.Tensor:
     """The TD targets of a sampled batch: next states through the target network, masked (notebook 06)."""
     next_obs = ReplayBuffer.next_obs(batch)
     with torch.no_grad(), agent.autocast():
         next_q_target = agent.target(next_obs).float()
         next_q_online = agent.online(next_obs).float() if agent.config.double_dqn else None
-    return td_target(batch["reward"], batch["discount"], batch["terminated"], next_q_target, batch["next_mask"], next_q_online)
+    return td_target(
+        batch["reward"], batch["discount"], batch["terminated"], next_q_target, batch["next_mask"], next_q_online
+    )
 
 
 # ---------------------------------------------------------------- the agent
+
 
 class DQN:
     """A DQN agent collecting from a batch of simulated users seen by the platform (notebook 06).
@@ -199,8 +241,14 @@ class DQN:
     ``targets`` computes TD targets (tests swap in broken ones to show each rule matters).
     """
 
-    def __init__(self, env, config: DQNConfig | None = None, observe: Callable = observe_platform,
-                 item_feats: torch.Tensor | None = None, targets: Callable = dqn_targets):
+    def __init__(
+        self,
+        env,
+        config: DQNConfig | None = None,
+        observe: Callable = observe_platform,
+        item_feats: torch.Tensor | None = None,
+        targets: Callable = dqn_targets,
+    ):
         self.config = cfg = config if config is not None else DQNConfig()
         if not isinstance(cfg, DQNConfig):
             raise TypeError(f"config must be a DQNConfig, got {type(cfg).__name__}")
@@ -209,8 +257,10 @@ class DQN:
         self.device = torch.device(recnb_config.device(None if cfg.device == "auto" else cfg.device))
         self.env, self.observe, self.targets = env, observe, targets
         if str(getattr(env, "device", self.device)) != str(self.device):
-            raise ValueError(f"the simulator is on {env.device} but DQNConfig.device resolves to {self.device}; "
-                             "build the simulator with device=... matching, or set DQNConfig(device=...)")
+            raise ValueError(
+                f"the simulator is on {env.device} but DQNConfig.device resolves to {self.device}; "
+                "build the simulator with device=... matching, or set DQNConfig(device=...)"
+            )
         torch.manual_seed(cfg.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         env.reset(cfg.n_envs, seed=cfg.seed)
@@ -222,13 +272,23 @@ class DQN:
         self.target.requires_grad_(False)
         items = list(self.online.item_tower.parameters()) if hasattr(self.online, "item_tower") else []
         others = [p for p in self.online.parameters() if all(p is not q for q in items)]
-        groups = [{"params": others}] + ([{"params": items, "lr": cfg.learning_rate * cfg.item_lr_scale}] if items else [])
+        groups = [{"params": others}] + (
+            [{"params": items, "lr": cfg.learning_rate * cfg.item_lr_scale}] if items else []
+        )
         self.optimizer = torch.optim.Adam(groups, lr=cfg.learning_rate)
-        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.n_envs, obs["user"].shape[1], obs["history"].shape[1],
-                                   feats.shape[0], self.device, with_immediate="immediate" in obs)
+        self.buffer = ReplayBuffer(
+            cfg.buffer_size,
+            cfg.n_envs,
+            obs["user"].shape[1],
+            obs["history"].shape[1],
+            feats.shape[0],
+            self.device,
+            with_immediate="immediate" in obs,
+        )
         self.env_steps, self.updates = 0, 0
-        self.log: dict[str, list] = {k: [] for k in ("step", "loss", "mean_q", "epsilon", "return", "length",
-                                                      "click_rate", "seconds")}
+        self.log: dict[str, list] = {
+            k: [] for k in ("step", "loss", "mean_q", "epsilon", "return", "length", "click_rate", "seconds")
+        }
 
     def _network(self, feats: torch.Tensor, user_dim: int):
         cfg = self.config
@@ -237,9 +297,11 @@ class DQN:
         share = cols = None
         if cfg.fatigue_term:
             if not hasattr(self.env, "exposure_columns") or user_dim != self.env.user_feature_dim():
-                raise ValueError("DQNConfig(fatigue_term=True) needs a recnb.platform.PlatformEnv observed through "
-                                 "observe_platform (it reads the genre clicks from the user features); "
-                                 "set DQNConfig(fatigue_term=False) for another environment or observation")
+                raise ValueError(
+                    "DQNConfig(fatigue_term=True) needs a recnb.platform.PlatformEnv observed through "
+                    "observe_platform (it reads the genre clicks from the user features); "
+                    "set DQNConfig(fatigue_term=False) for another environment or observation"
+                )
             share, cols = genre_shares(self.env).to(feats.device), self.env.exposure_columns()
         return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden, cfg.linear_items, share, cols, cfg.fatigue_init)
 
@@ -297,8 +359,10 @@ class DQN:
 
     def _fix(self) -> str:
         default = DQNConfig.__dataclass_fields__["learning_rate"].default
-        return (f"lower DQNConfig.learning_rate (now {self.config.learning_rate:g}; the default is {default:g}), "
-                "or check the rewards and observations for NaN or infinite values")
+        return (
+            f"lower DQNConfig.learning_rate (now {self.config.learning_rate:g}; the default is {default:g}), "
+            "or check the rewards and observations for NaN or infinite values"
+        )
 
     def check_weights(self) -> None:
         """Raise :class:`recnb._checks.TrainingDiverged` when a weight of the online or target network is NaN or infinite."""
@@ -315,9 +379,11 @@ class DQN:
         cfg, env = self.config, self.env
         goal = cfg.total_steps if total_steps is None else int(total_steps)
         if self.env_steps < goal and cfg.learning_starts > goal:
-            raise ValueError(f"DQNConfig.learning_starts ({cfg.learning_starts}) > total_steps ({goal}): the agent would "
-                             f"collect {goal} environment steps and never take a gradient step; lower learning_starts "
-                             f"(e.g. learning_starts={max(goal // 10, 0)}) or raise total_steps")
+            raise ValueError(
+                f"DQNConfig.learning_starts ({cfg.learning_starts}) > total_steps ({goal}): the agent would "
+                f"collect {goal} environment steps and never take a gradient step; lower learning_starts "
+                f"(e.g. learning_starts={max(goal // 10, 0)}) or raise total_steps"
+            )
         ret = torch.zeros(cfg.n_envs, device=self.device)
         clicks = torch.zeros(cfg.n_envs, device=self.device)
         length = torch.zeros(cfg.n_envs, device=self.device)
@@ -388,8 +454,13 @@ class DQN:
         for idx, state in opt["state"].items():
             for key, value in state.items():
                 tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value)
-        meta = {"config": json.dumps(asdict(self.config)), "env_steps": str(self.env_steps), "updates": str(self.updates),
-                "param_groups": json.dumps(opt["param_groups"]), "format": "recnb-dqn-1"}
+        meta = {
+            "config": json.dumps(asdict(self.config)),
+            "env_steps": str(self.env_steps),
+            "updates": str(self.updates),
+            "param_groups": json.dumps(opt["param_groups"]),
+            "format": "recnb-dqn-1",
+        }
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
@@ -397,8 +468,9 @@ class DQN:
         return path
 
     @classmethod
-    def load(cls, path, env, observe: Callable = observe_platform, item_feats: torch.Tensor | None = None,
-             **overrides) -> "DQN":
+    def load(
+        cls, path, env, observe: Callable = observe_platform, item_feats: torch.Tensor | None = None, **overrides
+    ) -> DQN:
         """Rebuild an agent from :meth:`save`'s file; ``overrides`` change config fields (e.g. ``total_steps``)."""
         from safetensors import safe_open
 

@@ -26,8 +26,9 @@ def genre_shares(env) -> torch.Tensor:
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Module:
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, n_out))
+    return nn.Sequential(
+        nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_out)
+    )
 
 
 class Tower(nn.Module):
@@ -66,15 +67,26 @@ class QNetwork(nn.Module):
     (``w(s)`` at 1), so the network starts as greedy on the platform's model.
     """
 
-    def __init__(self, item_feats: torch.Tensor, user_dim: int, embed_dim: int = 64, hidden: int = 128,
-                 linear_items: bool = True, genre_share: torch.Tensor | None = None,
-                 exposure_cols: slice | None = None, fatigue_init: float = 0.0):
+    def __init__(
+        self,
+        item_feats: torch.Tensor,
+        user_dim: int,
+        embed_dim: int = 64,
+        hidden: int = 128,
+        linear_items: bool = True,
+        genre_share: torch.Tensor | None = None,
+        exposure_cols: slice | None = None,
+        fatigue_init: float = 0.0,
+    ):
         super().__init__()
         if item_feats.dim() != 2 or item_feats.shape[0] < 1:
             raise ValueError(f"item_feats must be a [n_items, n_features] tensor, got shape {tuple(item_feats.shape)}")
         if user_dim < 1 or embed_dim < 1 or hidden < 1:
             raise ValueError(f"user_dim, embed_dim and hidden must be >= 1, got {user_dim}, {embed_dim}, {hidden}")
-        mean, std = item_feats.mean(0), item_feats.std(0).clamp_min(1e-6) if len(item_feats) > 1 else torch.ones(item_feats.shape[1])
+        mean, std = (
+            item_feats.mean(0),
+            item_feats.std(0).clamp_min(1e-6) if len(item_feats) > 1 else torch.ones(item_feats.shape[1]),
+        )
         # features are standardised once, with statistics kept in the state dict (they travel with checkpoints)
         self.register_buffer("item_x", ((item_feats - mean) / std).float())
         # last column = bias b(x_i); a linear item tower keeps the argmax over thousands of items from
@@ -93,10 +105,15 @@ class QNetwork(nn.Module):
         self.exposure_cols = exposure_cols
         self.fatigue = None
         if genre_share is not None:
-            if exposure_cols is None or genre_share.shape[0] != item_feats.shape[0] or \
-                    len(range(user_dim)[exposure_cols]) != genre_share.shape[1]:
-                raise ValueError(f"genre_share [{item_feats.shape[0]}, G] needs exposure_cols: G columns of the user "
-                                 f"features (got shape {tuple(genre_share.shape)}, exposure_cols {exposure_cols})")
+            if (
+                exposure_cols is None
+                or genre_share.shape[0] != item_feats.shape[0]
+                or len(range(user_dim)[exposure_cols]) != genre_share.shape[1]
+            ):
+                raise ValueError(
+                    f"genre_share [{item_feats.shape[0]}, G] needs exposure_cols: G columns of the user "
+                    f"features (got shape {tuple(genre_share.shape)}, exposure_cols {exposure_cols})"
+                )
             self.register_buffer("genre_share", genre_share.float())
             self.fatigue = nn.Linear(embed_dim, 2)  # c(s), d(s)
             nn.init.zeros_(self.fatigue.weight)

@@ -16,8 +16,16 @@ OBS_KEYS = ("user", "history", "user_id")
 class ReplayBuffer:
     """Ring buffer of ``capacity`` transitions from ``n_envs`` users stepped together (notebook 06)."""
 
-    def __init__(self, capacity: int, n_envs: int, user_dim: int, history_len: int, n_items: int,
-                 device: str | torch.device = "cpu", with_immediate: bool = False):
+    def __init__(
+        self,
+        capacity: int,
+        n_envs: int,
+        user_dim: int,
+        history_len: int,
+        n_items: int,
+        device: str | torch.device = "cpu",
+        with_immediate: bool = False,
+    ):
         if n_envs < 1 or capacity < n_envs:
             raise ValueError(f"capacity ({capacity}) must be >= n_envs ({n_envs}) >= 1; raise buffer_size")
         self.rows, self.n_envs, self.device = capacity // n_envs, n_envs, torch.device(device)
@@ -27,15 +35,23 @@ class ReplayBuffer:
             return torch.zeros(T, B, *shape, dtype=dtype, device=dev)
 
         self.data = {
-            "user": zeros(user_dim), "history": zeros(history_len, dtype=torch.long), "user_id": zeros(dtype=torch.long),
-            "action": zeros(dtype=torch.long), "reward": zeros(), "terminated": zeros(dtype=torch.bool),
+            "user": zeros(user_dim),
+            "history": zeros(history_len, dtype=torch.long),
+            "user_id": zeros(dtype=torch.long),
+            "action": zeros(dtype=torch.long),
+            "reward": zeros(),
+            "terminated": zeros(dtype=torch.bool),
             "ended": zeros(dtype=torch.bool),  # terminated or truncated: where an n-step return stops
-            "next_user": zeros(user_dim), "next_history": zeros(history_len, dtype=torch.long),
-            "next_user_id": zeros(dtype=torch.long), "next_mask": zeros(n_items, dtype=torch.bool),
+            "next_user": zeros(user_dim),
+            "next_history": zeros(history_len, dtype=torch.long),
+            "next_user_id": zeros(dtype=torch.long),
+            "next_mask": zeros(n_items, dtype=torch.bool),
         }
         if with_immediate:  # the click model's immediate rewards: of the taken item, and of every next item
             self.data["immediate"] = zeros()
-            self.data["next_immediate"] = zeros(n_items, dtype=torch.float16)  # half the memory; a feature, not a target
+            self.data["next_immediate"] = zeros(
+                n_items, dtype=torch.float16
+            )  # half the memory; a feature, not a target
         self.head, self.size = 0, 0  # next row to write; rows filled
 
     def __len__(self) -> int:
@@ -78,9 +94,13 @@ class ReplayBuffer:
         steps = alive.sum(1).long()  # 1..n
         last_row, first_row = rows.gather(1, (steps - 1)[:, None]).squeeze(1), rows[:, 0]
         with_immediate = "immediate" in self.data
-        out = {key: self.data[key][first_row, b] for key in (*OBS_KEYS, "action") + (("immediate",) if with_immediate else ())}
+        out = {
+            key: self.data[key][first_row, b]
+            for key in (*OBS_KEYS, "action") + (("immediate",) if with_immediate else ())
+        }
         for key in ("terminated", "ended", "next_user", "next_history", "next_user_id", "next_mask") + (
-                ("next_immediate",) if with_immediate else ()):
+            ("next_immediate",) if with_immediate else ()
+        ):
             out[key] = self.data[key][last_row, b]
         out["reward"], out["discount"], out["steps"] = reward, gamma ** steps.float(), steps
         return out
@@ -88,8 +108,12 @@ class ReplayBuffer:
     @staticmethod
     def next_obs(batch: dict) -> dict:
         """The bootstrap observation of a sampled batch, keyed like an observation."""
-        out = {"user": batch["next_user"], "history": batch["next_history"], "user_id": batch["next_user_id"],
-               "mask": batch["next_mask"]}
+        out = {
+            "user": batch["next_user"],
+            "history": batch["next_history"],
+            "user_id": batch["next_user_id"],
+            "mask": batch["next_mask"],
+        }
         if "next_immediate" in batch:
             out["immediate"] = batch["next_immediate"].float()
         return out

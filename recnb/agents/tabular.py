@@ -29,6 +29,7 @@ METHODS = ("q_learning", "sarsa", "expected_sarsa")
 
 # ---------------------------------------------------------------- the model
 
+
 @dataclass
 class TabularMDP:
     """A finite MDP: ``P[s, a, s']``, ``R[s, a, s']``, start distribution, terminal states (notebook 05)."""
@@ -82,19 +83,26 @@ class TabularMDP:
 def check_gamma(gamma: float) -> float:
     """``gamma`` as a float, or a clear error when it is outside [0, 1) (notebook 05)."""
     if not isinstance(gamma, (int, float, np.floating, np.integer)) or isinstance(gamma, bool) or not 0 <= gamma < 1:
-        raise ValueError(f"gamma (the discount factor) must be in [0, 1), got {gamma!r}; "
-                         "values near 1 weigh the far future, 0 is myopic")
+        raise ValueError(
+            f"gamma (the discount factor) must be in [0, 1), got {gamma!r}; "
+            "values near 1 weigh the far future, 0 is myopic"
+        )
     return float(gamma)
 
 
 def check_epsilon(epsilon: float, name: str = "epsilon") -> float:
     """``epsilon`` as a float, or a clear error when it is outside [0, 1] (notebook 05)."""
-    if not isinstance(epsilon, (int, float, np.floating, np.integer)) or isinstance(epsilon, bool) or not 0 <= epsilon <= 1:
+    if (
+        not isinstance(epsilon, (int, float, np.floating, np.integer))
+        or isinstance(epsilon, bool)
+        or not 0 <= epsilon <= 1
+    ):
         raise ValueError(f"{name} (an exploration probability) must be in [0, 1], got {epsilon!r}")
     return float(epsilon)
 
 
 # ---------------------------------------------------------------- planning (exact)
+
 
 def q_from_v(mdp: TabularMDP, V: np.ndarray, gamma: float) -> np.ndarray:
     """One Bellman backup: ``Q(s, a) = sum_s' P (R + gamma V(s'))``, 0 in terminal states (notebook 05)."""
@@ -154,8 +162,10 @@ def _as_stochastic(policy: np.ndarray, mdp: TabularMDP) -> np.ndarray:
     policy = np.asarray(policy)
     if policy.ndim == 1:
         if policy.shape != (mdp.n_states,) or policy.min() < 0 or policy.max() >= mdp.n_actions:
-            raise ValueError(f"a deterministic policy is one action in [0, {mdp.n_actions}) per state "
-                             f"({mdp.n_states} states), got shape {policy.shape}")
+            raise ValueError(
+                f"a deterministic policy is one action in [0, {mdp.n_actions}) per state "
+                f"({mdp.n_states} states), got shape {policy.shape}"
+            )
         return np.eye(mdp.n_actions)[policy]
     if policy.shape != (mdp.n_states, mdp.n_actions) or not np.allclose(policy.sum(1), 1.0):
         raise ValueError(f"a stochastic policy has shape ({mdp.n_states}, {mdp.n_actions}) and rows summing to 1")
@@ -163,6 +173,7 @@ def _as_stochastic(policy: np.ndarray, mdp: TabularMDP) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- learning (TD control)
+
 
 @dataclass(frozen=True)
 class TDConfig:
@@ -225,7 +236,9 @@ def q_learning_target(Q: np.ndarray, reward: float, next_state: int, terminated:
     return reward + gamma * (not terminated) * float(Q[next_state].max())
 
 
-def sarsa_target(Q: np.ndarray, reward: float, next_state: int, next_action: int, terminated: bool, gamma: float) -> float:
+def sarsa_target(
+    Q: np.ndarray, reward: float, next_state: int, next_action: int, terminated: bool, gamma: float
+) -> float:
     """``r + gamma * (1 - terminated) * Q(s', a')`` for the action ``a'`` actually taken next (notebook 05)."""
     return reward + gamma * (not terminated) * float(Q[next_state, next_action])
 
@@ -237,8 +250,9 @@ def epsilon_greedy_probs(q_row: np.ndarray, epsilon: float) -> np.ndarray:
     return probs
 
 
-def expected_sarsa_target(Q: np.ndarray, reward: float, next_state: int, terminated: bool, gamma: float,
-                          epsilon: float) -> float:
+def expected_sarsa_target(
+    Q: np.ndarray, reward: float, next_state: int, terminated: bool, gamma: float, epsilon: float
+) -> float:
     """``r + gamma * (1 - terminated) * E_{a' ~ eps-greedy} Q(s', a')`` (notebook 05)."""
     value = float(epsilon_greedy_probs(Q[next_state], epsilon) @ Q[next_state])
     return reward + gamma * (not terminated) * value
@@ -311,8 +325,15 @@ def td_targets(method: str, Q: np.ndarray, rewards, next_states, next_actions, t
     return rewards + gamma * (1.0 - terminated) * value
 
 
-def train_td(mdp: TabularMDP, config: TDConfig = TDConfig(), method: str = "q_learning", parallel: int = 1,
-             eval_every: int = 0, progress: bool = False, Q_init: np.ndarray | None = None) -> TDResult:
+def train_td(
+    mdp: TabularMDP,
+    config: TDConfig = TDConfig(),
+    method: str = "q_learning",
+    parallel: int = 1,
+    eval_every: int = 0,
+    progress: bool = False,
+    Q_init: np.ndarray | None = None,
+) -> TDResult:
     """Tabular Q-learning, SARSA or expected SARSA on episodes sampled from ``mdp`` (notebook 05).
 
     The learner sees only sampled ``(s, a, r, s', terminated)``; ``P`` and ``R`` stay hidden in the
@@ -377,7 +398,7 @@ def train_td(mdp: TabularMDP, config: TDConfig = TDConfig(), method: str = "q_le
             if started < E:
                 episode[slot], started = started, started + 1
                 s[slot] = env.reset(1)[0]
-                a[slot] = epsilon_greedy(Q, s[slot:slot + 1], eps_of[episode[slot]], rng)[0]
+                a[slot] = epsilon_greedy(Q, s[slot : slot + 1], eps_of[episode[slot]], rng)[0]
                 steps[slot], weight[slot] = 0, 1.0
                 live[slot] = not mdp.terminal[s[slot]]
             else:
@@ -400,14 +421,29 @@ def q_update_cases() -> list:
         return np.array(rows, dtype=float)
 
     return [
-        Case((q([0, 0], [1, 2]), 0, 1, 1.0, 1, False, 0.5, 0.9), q([0, 1.4], [1, 2]),
-             "target = r + gamma * max_a' Q(s', a') = 1 + 0.9 * 2 = 2.8; move Q(s, a) half of the way there"),
-        Case((q([0, 0], [1, 2]), 0, 1, 1.0, 1, True, 0.5, 0.9), q([0, 0.5], [1, 2]),
-             "terminated: the user left, there is no future to bootstrap from, so target = r"),
-        Case((q([0, 3], [1, 2]), 0, 1, 0.0, 1, False, 0.1, 0.5), q([0, 2.8], [1, 2]),
-             "a step of alpha times the TD error (target - Q(s, a)): 3 + 0.1 * (1 - 3); do not overwrite Q(s, a)"),
-        Case((q([0, 0], [5, -1]), 1, 1, 2.0, 0, False, 1.0, 0.0), q([0, 0], [5, 2]),
-             "gamma = 0 is myopic: the target is the immediate reward alone"),
-        Case((q([2, 0], [0, 0]), 1, 0, 0.0, 0, False, 1.0, 0.5), q([2, 0], [1, 0]),
-             "the bootstrap uses the best next action, max_a' Q(s', a'), not the mean of Q(s', .)"),
+        Case(
+            (q([0, 0], [1, 2]), 0, 1, 1.0, 1, False, 0.5, 0.9),
+            q([0, 1.4], [1, 2]),
+            "target = r + gamma * max_a' Q(s', a') = 1 + 0.9 * 2 = 2.8; move Q(s, a) half of the way there",
+        ),
+        Case(
+            (q([0, 0], [1, 2]), 0, 1, 1.0, 1, True, 0.5, 0.9),
+            q([0, 0.5], [1, 2]),
+            "terminated: the user left, there is no future to bootstrap from, so target = r",
+        ),
+        Case(
+            (q([0, 3], [1, 2]), 0, 1, 0.0, 1, False, 0.1, 0.5),
+            q([0, 2.8], [1, 2]),
+            "a step of alpha times the TD error (target - Q(s, a)): 3 + 0.1 * (1 - 3); do not overwrite Q(s, a)",
+        ),
+        Case(
+            (q([0, 0], [5, -1]), 1, 1, 2.0, 0, False, 1.0, 0.0),
+            q([0, 0], [5, 2]),
+            "gamma = 0 is myopic: the target is the immediate reward alone",
+        ),
+        Case(
+            (q([2, 0], [0, 0]), 1, 0, 0.0, 0, False, 1.0, 0.5),
+            q([2, 0], [1, 0]),
+            "the bootstrap uses the best next action, max_a' Q(s', a'), not the mean of Q(s', .)",
+        ),
     ]

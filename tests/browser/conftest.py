@@ -88,7 +88,7 @@ def lab(browser):
     try:
         yield server
     finally:
-        server.stop()   # the shutdown API, then SIGTERM/SIGKILL to the server's process group (its kernels)
+        server.stop()  # the shutdown API, then SIGTERM/SIGKILL to the server's process group (its kernels)
         _TIMES["total"] = time.monotonic() - start
         SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(server.log, SHOTS / "jupyterlab.log")
@@ -119,11 +119,13 @@ def pytest_terminal_summary(terminalreporter):
         tr.write_line(f"JupyterLab start: {_TIMES['server_start']:.1f} s")
     for r in _RESULTS:
         s = r["seconds"]
-        tr.write_line(f"{r['notebook']:<44} {s.get('total', 0):6.1f} s (open {s.get('open', 0):.1f}, run all "
-                      f"{s.get('run_all', 0):.1f}, widgets {s.get('widgets', 0):.1f}; kernel CPU "
-                      f"{s.get('kernel_cpu', 0):.0f} s); {r['widgets']} widget views "
-                      f"({r['closed_widgets']} closed), {len(r['controls'])} controls changed, "
-                      f"{len(r['failures'])} failures")
+        tr.write_line(
+            f"{r['notebook']:<44} {s.get('total', 0):6.1f} s (open {s.get('open', 0):.1f}, run all "
+            f"{s.get('run_all', 0):.1f}, widgets {s.get('widgets', 0):.1f}; kernel CPU "
+            f"{s.get('kernel_cpu', 0):.0f} s); {r['widgets']} widget views "
+            f"({r['closed_widgets']} closed), {len(r['controls'])} controls changed, "
+            f"{len(r['failures'])} failures"
+        )
     if "total" in _TIMES:
         tr.write_line(f"total, server start to stop: {_TIMES['total']:.1f} s")
     SHOTS.mkdir(parents=True, exist_ok=True)

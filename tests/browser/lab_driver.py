@@ -27,8 +27,16 @@ from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; Playwright's own browser download is never used
 # Headless, no sandbox (CI runs as root), and no background connections: the CI network is closed.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 ERROR_MIME = "application/vnd.jupyter.error"
 STDERR_MIME = "application/vnd.jupyter.stderr"
@@ -60,9 +68,12 @@ class LabServer:
 
     def api(self, method: str, path: str, body: dict | None = None, timeout: float = 10):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
-                                     headers={"Authorization": f"token {self.token}",
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             text = resp.read().decode()
         return json.loads(text) if text else None
@@ -84,7 +95,7 @@ class LabServer:
                     fields = stat.read_text().rsplit(")", 1)[1].split()
                 except OSError:
                     continue
-                if int(fields[1]) == self.proc.pid:   # ppid; then utime, stime, cutime, cstime
+                if int(fields[1]) == self.proc.pid:  # ppid; then utime, stime, cutime, cstime
                     total += sum(int(v) for v in fields[11:15])
             return total / tick
         except (OSError, ValueError, IndexError):
@@ -140,24 +151,49 @@ def start_lab(root: Path, workdir: Path, env: dict[str, str] | None = None, time
     token, port = secrets.token_hex(24), _free_port()
     bindir = str(Path(sys.executable).parent)
     server_env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
-    server_env.update({
-        "PATH": bindir + os.pathsep + server_env.get("PATH", ""),   # as if the venv were activated
-        "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
-        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]), "IPYTHONDIR": str(dirs["ipython"]),
-        "PYTHONUNBUFFERED": "1", **(env or {}),
-    })
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={root}", "--ServerApp.allow_root=True", "--ServerApp.terminals_enabled=False",
-           "--KernelSpecManager.ensure_native_kernel=True",
-           f"--LabApp.user_settings_dir={dirs['settings']}", f"--LabApp.workspaces_dir={dirs['workspaces']}",
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly",
-           "--LabApp.expose_app_in_browser=True"]   # window.jupyterapp: the test reads the notebook model
+    server_env.update(
+        {
+            "PATH": bindir + os.pathsep + server_env.get("PATH", ""),  # as if the venv were activated
+            "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+            "JUPYTER_DATA_DIR": str(dirs["data"]),
+            "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+            "IPYTHONDIR": str(dirs["ipython"]),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.allow_root=True",
+        "--ServerApp.terminals_enabled=False",
+        "--KernelSpecManager.ensure_native_kernel=True",
+        f"--LabApp.user_settings_dir={dirs['settings']}",
+        f"--LabApp.workspaces_dir={dirs['workspaces']}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.expose_app_in_browser=True",
+    ]  # window.jupyterapp: the test reads the notebook model
     log = workdir / "jupyterlab.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=server_env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            env=server_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     server = LabServer(f"http://127.0.0.1:{port}", token, root, proc, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -288,8 +324,9 @@ _ERRORS_JS = """([scope, errorMime, stderrMime, pattern]) => {
 
 
 def _error_texts(scope) -> list[str]:
-    return scope.evaluate("(el, a) => (" + _ERRORS_JS + ")([el, ...a])",
-                          [ERROR_MIME, STDERR_MIME, STDERR_ERROR.pattern])
+    return scope.evaluate(
+        "(el, a) => (" + _ERRORS_JS + ")([el, ...a])", [ERROR_MIME, STDERR_MIME, STDERR_ERROR.pattern]
+    )
 
 
 def _stderr_texts(scope) -> list[str]:
@@ -313,8 +350,12 @@ def _output_signature(area) -> str:
     }""")
 
 
-CONTROLS = {"slider": ".widget-slider .noUi-handle", "dropdown": ".widget-dropdown select",
-            "text": ".widget-text input", "checkbox": ".widget-checkbox input"}
+CONTROLS = {
+    "slider": ".widget-slider .noUi-handle",
+    "dropdown": ".widget-dropdown select",
+    "text": ".widget-text input",
+    "checkbox": ".widget-checkbox input",
+}
 
 
 def _controls(area) -> list[tuple[str, object]]:
@@ -381,8 +422,9 @@ def wait_kernel_ready(page, server: LabServer, path: str, timeout: float) -> Non
     deadline, ready_since = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         sessions = server.api("GET", "/api/sessions")
-        on_server = any(s["path"] == path and s["kernel"] and s["kernel"]["execution_state"] == "idle"
-                        for s in sessions)
+        on_server = any(
+            s["path"] == path and s["kernel"] and s["kernel"]["execution_state"] == "idle" for s in sessions
+        )
         if on_server and _state(page)["status"] == "idle":
             ready_since = ready_since or time.monotonic()
             if time.monotonic() - ready_since >= 1.0:
@@ -411,13 +453,20 @@ def run_all_cells(page, timeout: float) -> dict:
 
 # ---------------------------------------------------------------------------------------------- the check
 
+
 def new_context(browser):
     """One browser context for a session: a new page per notebook, each in a fresh JupyterLab workspace."""
     return browser.new_context(viewport={"width": 1400, "height": 1000})
 
 
-def check_notebook(context, server: LabServer, path: str, screenshot_dir: Path | None = None,
-                   run_timeout: float = 300, widget_timeout: float = 60) -> Report:
+def check_notebook(
+    context,
+    server: LabServer,
+    path: str,
+    screenshot_dir: Path | None = None,
+    run_timeout: float = 300,
+    widget_timeout: float = 60,
+) -> Report:
     """Open ``path`` (relative to the server root) in a new page and a fresh workspace, run all cells, and
     check what the front end shows. ``context``: a Playwright browser context (``new_context``)."""
     report = Report(path)
@@ -448,8 +497,7 @@ def check_notebook(context, server: LabServer, path: str, screenshot_dir: Path |
         report.warnings += [f"stderr: {t[:500]}" for t in _stderr_texts(notebook) if not STDERR_ERROR.search(t)]
         for msg in _kernel_messages(page):
             if msg["parent"] != "execute_request" and STDERR_ERROR.search(msg["text"]):
-                report.fail(f"the kernel reported an error outside any cell ({msg['parent']}):\n"
-                            f"{msg['text'][-1500:]}")
+                report.fail(f"the kernel reported an error outside any cell ({msg['parent']}):\n{msg['text'][-1500:]}")
 
         # every widget view the notebook displays is rendered by the front end
         t2 = time.monotonic()
@@ -457,12 +505,12 @@ def check_notebook(context, server: LabServer, path: str, screenshot_dir: Path |
         report.widgets = len(views)
         live = []
         for view in views:
-            where = f"cell {int(view.get_attribute('data-browser-test-cell')) + 1}"   # 1-based, as Lab counts
+            where = f"cell {int(view.get_attribute('data-browser-test-cell')) + 1}"  # 1-based, as Lab counts
             text = view.inner_text()
             if any(bad in text for bad in BROKEN_WIDGET_TEXTS):
                 report.fail(f"{where}: widget not rendered: {text[:300]!r}")
             elif "lm-mod-hidden" in (view.get_attribute("class") or ""):
-                report.closed_widgets += 1   # closed by the kernel (a finished tqdm bar with leave=False)
+                report.closed_widgets += 1  # closed by the kernel (a finished tqdm bar with leave=False)
             elif view.locator(".jupyter-widgets").count() == 0:
                 report.fail(f"{where}: widget not rendered: no .jupyter-widgets element ({text[:200]!r})")
             else:
@@ -503,15 +551,16 @@ def check_notebook(context, server: LabServer, path: str, screenshot_dir: Path |
                 elif not changed:
                     problems.append(f"output area did not change within {widget_timeout:.0f} s")
                 reported = [m for m in _kernel_messages(page)[seen:] if STDERR_ERROR.search(m["text"])]
-                if reported and not len(errors) > errors_before:   # an error no output area shows
-                    problems.append(f"the kernel reported an error ({reported[0]['parent']}):\n"
-                                    f"{reported[0]['text'][-1500:]}")
+                if reported and not len(errors) > errors_before:  # an error no output area shows
+                    problems.append(
+                        f"the kernel reported an error ({reported[0]['parent']}):\n{reported[0]['text'][-1500:]}"
+                    )
                 kernel_log = server.log_since(log_offset)
                 if KERNEL_LOG_ERROR.search(kernel_log):
                     problems.append(f"the kernel logged an error:\n{kernel_log[-1500:]}")
                 if problems:
                     report.fail(f"{where}, {label}: " + "\n".join(problems))
-                    if screenshot_dir is not None:   # what the student would see
+                    if screenshot_dir is not None:  # what the student would see
                         shot = screenshot_dir / f"{name}-{where.replace(' ', '')}-failed.png"
                         report.screenshots.append(_screenshot(view, shot))
             if screenshot_dir is not None and not shot_taken:
@@ -536,7 +585,7 @@ def check_notebook(context, server: LabServer, path: str, screenshot_dir: Path |
         cpu = server.kernel_cpu_seconds()
         if cpu is not None:
             report.seconds["kernel_cpu"] = cpu
-        page.close()   # no beforeunload prompt: the served copy is left unsaved
+        page.close()  # no beforeunload prompt: the served copy is left unsaved
         server.shutdown_kernels()
     return report
 

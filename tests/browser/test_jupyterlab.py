@@ -69,22 +69,27 @@ def _broken_notebook() -> nbformat.NotebookNode:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nb.cells = [
         nbformat.v4.new_markdown_cell("# A deliberately broken widget (tests/browser: a test of the test)"),
-        nbformat.v4.new_code_cell("import ipywidgets as widgets\n"
-                                  "from IPython.display import display"),
-        nbformat.v4.new_code_cell("def fine(x):\n    print('x squared is', x * x)\n\n"
-                                  "widgets.interact(fine, x=widgets.IntSlider(value=3, min=0, max=10));"),
-        nbformat.v4.new_code_cell("def broken(x):\n"
-                                  "    if x != 5:\n"
-                                  "        raise RuntimeError('deliberately broken callback')\n"
-                                  "    print('x =', x)\n\n"
-                                  "widgets.interact(broken, x=widgets.IntSlider(value=5, min=0, max=10));"),
-        nbformat.v4.new_code_cell("out = widgets.Output()\n"
-                                  "slider = widgets.FloatSlider(value=0.5, min=0, max=1, description='observed')\n\n"
-                                  "def on_change(change):\n"
-                                  "    raise ValueError('deliberately broken observer')\n\n"
-                                  "slider.observe(on_change, names='value')\n"
-                                  "with out:\n    print('nothing has moved yet')\n"
-                                  "display(widgets.VBox([slider, out]))"),
+        nbformat.v4.new_code_cell("import ipywidgets as widgets\nfrom IPython.display import display"),
+        nbformat.v4.new_code_cell(
+            "def fine(x):\n    print('x squared is', x * x)\n\n"
+            "widgets.interact(fine, x=widgets.IntSlider(value=3, min=0, max=10));"
+        ),
+        nbformat.v4.new_code_cell(
+            "def broken(x):\n"
+            "    if x != 5:\n"
+            "        raise RuntimeError('deliberately broken callback')\n"
+            "    print('x =', x)\n\n"
+            "widgets.interact(broken, x=widgets.IntSlider(value=5, min=0, max=10));"
+        ),
+        nbformat.v4.new_code_cell(
+            "out = widgets.Output()\n"
+            "slider = widgets.FloatSlider(value=0.5, min=0, max=1, description='observed')\n\n"
+            "def on_change(change):\n"
+            "    raise ValueError('deliberately broken observer')\n\n"
+            "slider.observe(on_change, names='value')\n"
+            "with out:\n    print('nothing has moved yet')\n"
+            "display(widgets.VBox([slider, out]))"
+        ),
     ]
     return nb
 
