@@ -2,7 +2,7 @@
 
 Modules (one concept each): ``config`` (paths, seeds, device, run profile), ``cache`` (the one
 on-disk cache policy: locks, atomic writes, checksums), ``download`` (safe, verified downloads and
-extraction), ``_checks`` (argument checks and the training-divergence guard), ``data`` (MovieLens-100K), ``splits`` (evaluation protocols, histories),
+extraction), ``_checks`` (argument checks and the training-divergence guard), ``stats`` (every confidence interval), ``data`` (MovieLens-100K), ``splits`` (evaluation protocols, histories),
 ``exercises`` (checkers for "your turn" cells, their tags and the instructor's grading), ``metrics`` and ``baselines`` (notebook 02), ``text``,
 ``embeddings`` and ``coldstart`` (03), ``rewards``, ``calibration`` (the simulated user's choice and
 rating models, fidelity checks), ``simulator``, ``platform`` (what an agent may see), ``policies`` and
