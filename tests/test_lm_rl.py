@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from recnb import lm_rl
+from recnb import lm_rl, stats
+from recnb.agents import networks, observe
 from recnb.agents.dqn import DQNConfig
-from recnb.agents.networks import QNetwork, genre_shares
+from recnb.agents.networks import QNetwork
+from recnb.agents.observe import genre_shares
 from recnb.data import GENRES
 from recnb.platform import PlatformEnv, PlatformModel, observe_platform, split_users
-from recnb.policies import seed_average
+from recnb.policies import evaluate_policy, seed_average
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +102,17 @@ def test_catalogue_policies_pick_only_their_catalogue(sim):
 def test_catalogue_policy_breaks_ties_at_random(sim):
     cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
     sim.reset(200, seed=0)
-    flat = lambda s: torch.zeros(s.n_users, s.n_items)  # an ID network on never-seen items: all alike
+
+    def flat(s):
+        return torch.zeros(s.n_users, s.n_items)  # an ID network on never-seen items: all alike
+
     picks = lm_rl.CataloguePolicy(flat, cold, "flat")(sim)
     counts = torch.bincount(picks, minlength=sim.n_items)[cold]
     assert cold[picks].all() and (counts > 0).all()  # every cold item gets picked, not just the lowest id
-    step = lambda s: torch.arange(s.n_items, dtype=torch.float).expand(s.n_users, -1)
+
+    def step(s):
+        return torch.arange(s.n_items, dtype=torch.float).expand(s.n_users, -1)
+
     best = step(sim).masked_fill(~(sim.available_mask() & cold), -1).argmax(1)
     assert torch.equal(lm_rl.CataloguePolicy(step, cold, "s")(sim), best)  # no tie: the argmax
 
@@ -137,7 +145,7 @@ def test_catalogue_policy_comes_back_to_ignored_items_when_nothing_else_is_allow
     allowed[[3, 7]] = True
     policy = lm_rl.CataloguePolicy(_ranked, allowed, "two items")
     shown = []
-    ev = lm_rl.evaluate_policy(sim, lambda s: shown.append(policy(s)) or shown[-1], n_users=30, seed=5)
+    ev = evaluate_policy(sim, lambda s: shown.append(policy(s)) or shown[-1], n_users=30, seed=5)
     assert ev.lengths.min() >= 1 and ev.returns.max() <= 2  # ignored, consumed: never anything but items 3 and 7
     assert allowed[torch.cat(shown)].all()
     assert policy.repeat_fraction > 0  # with two items, a user who ignored both is shown one of them again
@@ -148,10 +156,13 @@ def test_scoring_only_active_users_changes_no_choice(sim):
     net, _ = _net_and_obs(sim)
     cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
     rows_aware = lm_rl.q_scorer(net)
-    full_batch = lambda env: rows_aware(env)  # a plain callable: the policy scores every row
+
+    def full_batch(env):
+        return rows_aware(env)  # a plain callable: the policy scores every row
+
     for allowed in (cold, ~cold):
-        a = lm_rl.evaluate_policy(sim, lm_rl.CataloguePolicy(rows_aware, allowed, "q"), n_users=60, seed=3)
-        b = lm_rl.evaluate_policy(sim, lm_rl.CataloguePolicy(full_batch, allowed, "q"), n_users=60, seed=3)
+        a = evaluate_policy(sim, lm_rl.CataloguePolicy(rows_aware, allowed, "q"), n_users=60, seed=3)
+        b = evaluate_policy(sim, lm_rl.CataloguePolicy(full_batch, allowed, "q"), n_users=60, seed=3)
         assert np.array_equal(a.returns, b.returns) and np.array_equal(a.lengths, b.lengths)
         assert a.lengths.min() < sim.config.horizon  # some users left early: the rows really differed
 
@@ -172,7 +183,7 @@ def test_per_user_evaluations_pair_and_average(sim):
     diff = lm_rl.paired_click_rate(evs["oracle", "cold"], mean)
     per_user = evs["oracle", "cold"].click_rates - mean.click_rates
     assert diff.diff == pytest.approx(per_user.mean()) and diff.users == 50
-    assert diff.ci95 == pytest.approx(1.96 * per_user.std(ddof=1) / np.sqrt(50))
+    assert diff.ci95 == pytest.approx(stats.t_quantile(50) * per_user.std(ddof=1) / np.sqrt(50))  # Student t
     other = lm_rl.catalogue_evaluations(sim, {"r0": lm_rl.random_scorer(0)}, cold, n_users=50, seed=5)
     with pytest.raises(ValueError, match="same seed"):
         lm_rl.paired_click_rate(evs["r0", "cold"], other["r0", "cold"])
@@ -183,6 +194,12 @@ def test_per_user_evaluations_pair_and_average(sim):
 def test_mean_ci_matches_t_interval():
     mean, half = lm_rl.mean_ci([1.0, 2.0, 3.0])
     assert mean == pytest.approx(2.0) and half == pytest.approx(4.303 * 1.0 / np.sqrt(3), rel=1e-3)
+    assert lm_rl.mean_ci is stats.mean_ci  # one home for confidence intervals, under its old name too
+
+
+def test_observation_helpers_live_in_agents_observe_under_their_old_names_too():
+    assert lm_rl.restricted_observe is observe.restricted_observe
+    assert networks.genre_shares is observe.genre_shares and observe.observe_platform is observe_platform
 
 
 def _net_and_obs(sim, n=6):
@@ -216,7 +233,9 @@ def test_history_attribution_is_the_exact_occlusion_difference(sim):
 
 
 def test_word_attribution_on_a_hand_case():
-    score = lambda texts: np.array([t.split().count("good") * 2.0 + t.split().count("bad") * -1.0 for t in texts])
+    def score(texts):
+        return np.array([t.split().count("good") * 2.0 + t.split().count("bad") * -1.0 for t in texts])
+
     attr = lm_rl.word_attribution(score, "a good bad film")
     assert attr["word"].tolist() == ["a", "good", "bad", "film"]
     assert attr["q_drop"].tolist() == [0.0, 2.0, -1.0, 0.0]
@@ -339,6 +358,34 @@ def test_td_finetune_is_reproducible_from_its_seed_alone(sim, top):
     assert first_losses == again_losses and torch.equal(first.item_x, again.item_x)
     other, _ = lm_rl.td_finetune(agent, layers, dataclasses.replace(cfg, seed=1), progress=False)
     assert not torch.equal(other.item_x, first.item_x)
+
+
+class RecordingLogger:
+    """The logger interface of recnb.tracking.RunLogger: ``log(step, **scalars)``."""
+
+    def __init__(self, stop_at=None):
+        self.rows, self.stop_at = [], stop_at
+
+    def log(self, step, **scalars):
+        self.rows.append((step, scalars))
+        if step == self.stop_at:
+            raise KeyboardInterrupt("stop requested by the logger")
+
+
+def test_td_finetune_logs_every_update_and_lets_the_loggers_exception_through(sim, top):
+    agent, layers, cfg = _finetune_setup(sim, top)
+    plain, plain_losses = lm_rl.td_finetune(agent, layers, cfg, progress=False)
+    logger = RecordingLogger()
+    logged, losses = lm_rl.td_finetune(agent, layers, cfg, progress=False, logger=logger)
+    assert losses == plain_losses and torch.equal(logged.item_x, plain.item_x)  # logging changes nothing
+    assert [step for step, _ in logger.rows] == [1, 2, 3]
+    assert [row["train/loss"] for _, row in logger.rows] == losses
+    assert all(row["train/lr"] == cfg.head_lr and row["train/lm_lr"] == cfg.lm_lr for _, row in logger.rows)
+    frozen = RecordingLogger()
+    lm_rl.td_finetune(agent, layers, dataclasses.replace(cfg, finetune_lm=False), progress=False, logger=frozen)
+    assert all("train/lm_lr" not in row for _, row in frozen.rows)  # the LM is not trained: no LM rate
+    with pytest.raises(KeyboardInterrupt, match="logger"):
+        lm_rl.td_finetune(agent, layers, cfg, progress=False, logger=RecordingLogger(stop_at=2))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (runs on the GPU machine and in Colab)")

@@ -214,7 +214,7 @@ def test_invalid_config_values_raise(field, value):
 
 def test_calibrate_rejects_bad_frames():
     ratings, items = synthetic(n_users=5, n_items=10, per_user=3)
-    with pytest.raises(ValueError, match="columns"):
+    with pytest.raises(ValueError, match="lacks column"):
         calibrate(ratings.drop(columns="rating"), items)
     with pytest.raises(ValueError, match="empty"):
         calibrate(ratings.iloc[:0], items)
@@ -325,3 +325,19 @@ def test_noisy_ratings_are_whole_stars_around_the_prediction(calibration):
     gap = given - expected[hit]
     assert abs(float(gap.mean())) < 0.15 and 0.6 < float(gap.std()) < 1.1
     assert len(set(given.tolist())) >= 4  # a spread of stars, not one value
+
+
+@pytest.mark.parametrize("engine", ["batched", "reference"])
+def test_both_engines_refuse_a_bad_config_and_a_bad_seed(calibration, engine):
+    """The batched simulator and its NumPy reference share one config check and one seeding rule."""
+    from recnb.simulator import PerUserSimulator
+
+    build = UserSimulator if engine == "batched" else PerUserSimulator
+    with pytest.raises(TypeError, match="SimulatorConfig"):
+        build(calibration, {"horizon": 5})
+    sim = build(calibration)
+    reset = functools.partial(sim.reset, 2) if engine == "batched" else sim.reset
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+            reset(seed=bad)
+    reset(seed=None)  # None: a fresh random seed

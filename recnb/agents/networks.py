@@ -8,7 +8,8 @@
   who the user is, not where they are in the session, so it cannot tell a bored user from a fresh one.
 
 What an agent sees -- user features, history, mask, the platform's immediate scores and item
-features -- comes from ``recnb.platform`` (the platform's log and models), never from the simulator.
+features -- comes from ``recnb.platform`` (the platform's log and models), never from the simulator;
+:mod:`recnb.agents.observe` builds it (``genre_shares`` is re-exported here from there).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .observe import genre_shares  # its old home: dqn and the tests import it from here
 
-def genre_shares(env) -> torch.Tensor:
-    """FloatTensor [N, G]: each item's genres, summing to 1 per item (how exposure is spread over genres)."""
-    return (env.item_genres / env.item_genres.sum(1, keepdim=True)).float()
+__all__ = ["LinearTower", "NaiveQNetwork", "QNetwork", "Tower", "genre_shares"]
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Module:
