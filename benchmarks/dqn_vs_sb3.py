@@ -153,27 +153,33 @@ def main(argv=None):
     same_clock = results[2][4]["return"] >= results[0][4]["return"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     table = "\n".join(
-        f"| {name} | {steps} | {secs:.1f} | {cpu:.1f} | {steps / cpu:.0f} | {s['return']:.2f} ± {s['return_ci95']:.2f} | "
-        f"{s['length']:.1f} |"
+        f"| {name} | {steps} | {secs:.1f} | {cpu:.1f} | {steps / cpu:.0f} | "
+        f"{s['return']:.2f} ± {s['return_ci95']:.2f} | {s['length']:.1f} |"
         for name, steps, secs, cpu, s in results
+    )
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    greedy_row = (
+        "| greedy on the platform's BPR (reference, no training) | - | - | - | - | "
+        f"{greedy['return']:.2f} ± {greedy['return_ci95']:.2f} | {greedy['length']:.1f} |"
     )
     section = f"""{START}
 ## DQN: recnb vs stable-baselines3 on `recnb/MovieLens-v0`
 
-`python benchmarks/dqn_vs_sb3.py --steps {args.steps} --write` · stable-baselines3 {stable_baselines3.__version__} ·
-torch {torch.__version__} · {args.threads} torch thread(s) · {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs,
-load average {load:.1f} at the end · long-term effects on · evaluation: {args.eval_users} simulated users, seed 12345
-(simulator protocol, docs/protocols.md).
+`python benchmarks/dqn_vs_sb3.py --steps {args.steps} --write` ·
+stable-baselines3 {stable_baselines3.__version__} · torch {torch.__version__} · {args.threads} torch thread(s) ·
+{machine}, load average {load:.1f} at the end · long-term effects on ·
+evaluation: {args.eval_users} simulated users, seed 12345 (simulator protocol, docs/protocols.md).
 
-Matched hyperparameters: learning rate {hp["learning_rate"]}, gamma {hp["gamma"]}, batch {hp["batch_size"]}, buffer {hp["buffer_size"]:,},
-soft target update tau {hp["tau"]} every {n_envs} env steps, epsilon {hp["epsilon_start"]} -> {hp["epsilon_end"]} over
-{hp["exploration_fraction"]:.0%} of training, learning starts {hp["learning_starts"]:,}, one gradient step per {n_envs} env steps,
+Matched hyperparameters: learning rate {hp["learning_rate"]}, gamma {hp["gamma"]}, batch {hp["batch_size"]},
+buffer {hp["buffer_size"]:,}, soft target update tau {hp["tau"]} every {n_envs} env steps,
+epsilon {hp["epsilon_start"]} -> {hp["epsilon_end"]} over {hp["exploration_fraction"]:.0%} of training,
+learning starts {hp["learning_starts"]:,}, one gradient step per {n_envs} env steps,
 vanilla (not Double) DQN, 1-step targets. Each agent keeps its own network (recnb: `DQNConfig` defaults otherwise).
 
 | agent | env steps | wall s | CPU s | env steps / CPU s | final return (95% CI) | session length |
 |---|---:|---:|---:|---:|---:|---:|
 {table}
-| greedy on the platform's BPR (reference, no training) | - | - | - | - | {greedy["return"]:.2f} ± {greedy["return_ci95"]:.2f} | {greedy["length"]:.1f} |
+{greedy_row}
 
 env-steps/s ratio recnb / SB3 (same steps, same run): **{ratio:.1f}x** per CPU-second, {wall_ratio:.1f}x wall-clock
 (target >= 10x: {"met" if ratio >= 10 else "MISSED"}; judged per CPU-second, since on a shared machine the wall clock

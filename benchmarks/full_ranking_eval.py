@@ -105,7 +105,8 @@ def main() -> None:
             "|---|---|---|",
             *[f"| {name} | {wall:.3f} | {cpu:.3f} |" for name, wall, cpu in rows],
             "",
-            f"**Ratio: {peer_cpu / ours_cpu:.1f}x less CPU time** ({peer_wall / ours_wall:.1f}x wall) than the per-user loop.",
+            f"**Ratio: {peer_cpu / ours_cpu:.1f}x less CPU time** ({peer_wall / ours_wall:.1f}x wall) "
+            "than the per-user loop.",
             END,
         ]
     )

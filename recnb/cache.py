@@ -19,6 +19,10 @@ that folder between many processes and often between accounts, so every cache ob
 
 Reading takes no lock (entries only ever appear by rename), so a read-only shared data dir still
 serves everything a teacher prefetched with ``python -m recnb.download --all``.
+
+Every cache goes through one implementation of these rules: :func:`cached` for a single-file entry with its
+sha256 sidecar (calibration, platform model, embeddings, top-layer inputs) and :func:`cached_folder` for a
+folder verified by its own manifest (MovieLens); no cache read is wrapped in a catch-all ``except``.
 """
 
 from __future__ import annotations
@@ -214,11 +218,45 @@ def cached(
     ``refresh=True`` rebuilds even when an intact entry exists.
     """
     path = Path(path)
+
+    def read() -> T | None:
+        entry = read_entry(path)
+        return None if entry is None else load(*entry)
+
+    def write(value: T) -> None:
+        write_entry(path, *dump(value))
+
+    return _policy(path, read, build, write, what, refresh)
+
+
+def cached_folder(
+    folder: str | os.PathLike,
+    *,
+    read: Callable[[], T | None],
+    build: Callable[[], T],
+    write: Callable[[T], None],
+    what: str,
+    refresh: bool = False,
+) -> T:
+    """:func:`cached`'s policy for an entry that is a folder of files verified by its own manifest (MovieLens).
+
+    ``read()`` returns the value, ``None`` when there is no entry, and raises :class:`CorruptEntry` when it
+    fails its check; ``write(value)`` saves it (with :func:`atomic_directory`), raising ``OSError`` when it
+    cannot. Locking, the corruption warning and the unwritable-folder warnings are :func:`cached`'s.
+    """
+    return _policy(Path(folder), read, build, write, what, refresh)
+
+
+def _policy(path: Path, read, build, write, what: str, refresh: bool):
+    """Read; else lock, read again (another process may have built it meanwhile), build, save, unlock.
+
+    Warnings point at the caller of :func:`cached` / :func:`cached_folder`'s caller (stacklevel 4).
+    """
     if not refresh:
         try:
-            entry = read_entry(path)
-            if entry is not None:
-                return load(*entry)
+            value = read()
+            if value is not None:
+                return value
         except CorruptEntry:
             pass  # maybe a writer is mid-way; decided under the lock below
     try:
@@ -229,26 +267,26 @@ def cached(
             f"{what} {path} cannot be saved ({exc}); computing it without a cache. Set "
             "RECNB_DATA_DIR to a writable folder to keep it.",
             CacheWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return build()
     try:
         if not refresh:
             try:
-                entry = read_entry(path)
-                if entry is not None:
-                    return load(*entry)  # another process built it while we waited
+                value = read()
+                if value is not None:
+                    return value  # another process built it while we waited
             except CorruptEntry as exc:
-                warnings.warn(f"{what} {path.name} is corrupt ({exc}); rebuilding it", CacheWarning, stacklevel=3)
+                warnings.warn(f"{what} {path.name} is corrupt ({exc}); rebuilding it", CacheWarning, stacklevel=4)
         value = build()
         try:
-            write_entry(path, *dump(value))
+            write(value)
         except OSError as exc:
             warnings.warn(
                 f"{what} {path} could not be saved ({exc}); the value is returned but not cached. "
                 "Free some disk space or set RECNB_DATA_DIR to a writable folder.",
                 CacheWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return value
     finally:

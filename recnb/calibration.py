@@ -24,6 +24,16 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ._checks import (
+    check_columns,
+    check_finite_parameters,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_seed,
+    finite_or_raise,
+    need,
+)
 from .data import GENRES
 
 CALIBRATION_VERSION = 2  # bump when calibrate() changes, so stale caches are refitted
@@ -63,13 +73,13 @@ class Calibration:
         ).clamp(1.0, 5.0)
 
 
-def _check_fit_numbers(where: str, lr, l2) -> None:
-    """A fit's step size must be a finite number > 0 and its penalty a finite number >= 0."""
-    from types import SimpleNamespace
-
-    from ._checks import check_numbers
-
-    check_numbers(where, SimpleNamespace(lr=lr, l2=l2), positive=("lr",), non_negative=("l2",))
+def _check_fit_arguments(where: str, *, n_users, n_items, dim, l2, steps, lr, seed) -> None:
+    """A fit's sizes are integers >= 1, its step size a finite number > 0, its penalty >= 0, its seed a seed."""
+    for name, value in (("n_users", n_users), ("n_items", n_items), ("dim", dim), ("steps", steps)):
+        check_int(f"{where}.{name}", value, minimum=1)
+    check_positive(f"{where}.lr", lr)
+    check_non_negative(f"{where}.l2", l2)
+    check_seed(f"{where}.seed", seed)
 
 
 def fit_choice_model(
@@ -89,11 +99,10 @@ def fit_choice_model(
     probabilities are those of the data, not of a sampling scheme. ``l2`` (summed once per factor
     row) was chosen on Track A's validation part (NDCG@10 of the logits as a ranker).
     """
-    if len(users) == 0:
-        raise ValueError("fit_choice_model needs at least one (user, item) pair")
-    from ._checks import check_finite_parameters, finite_or_raise
-
-    _check_fit_numbers("fit_choice_model", lr=lr, l2=l2)
+    need(len(users) > 0, "fit_choice_model needs at least one (user, item) pair")
+    _check_fit_arguments(
+        "fit_choice_model", n_users=n_users, n_items=n_items, dim=dim, l2=l2, steps=steps, lr=lr, seed=seed
+    )
     where, fix = "fit_choice_model", f"lower lr (now {lr:g}; the default is 0.05)"
     gen = torch.Generator().manual_seed(seed)
     target = torch.zeros(n_users, n_items)
@@ -135,11 +144,10 @@ def fit_rating_model(
     with no rating get exactly the prior (zeros), never their random initial factors. ``l2`` was
     chosen on Track A's validation RMSE.
     """
-    if len(ratings) == 0:
-        raise ValueError("fit_rating_model needs at least one rating")
-    from ._checks import check_finite_parameters, finite_or_raise
-
-    _check_fit_numbers("fit_rating_model", lr=lr, l2=l2)
+    need(len(ratings) > 0, "fit_rating_model needs at least one rating")
+    _check_fit_arguments(
+        "fit_rating_model", n_users=n_users, n_items=n_items, dim=dim, l2=l2, steps=steps, lr=lr, seed=seed
+    )
     where, fix = "fit_rating_model", f"lower lr (now {lr:g}; the default is 0.05), or check the ratings for NaN"
     gen = torch.Generator().manual_seed(seed)
     u = torch.as_tensor(np.asarray(users, dtype=np.int64))
@@ -183,16 +191,14 @@ def calibrate(
     The penalties default to the values chosen on MovieLens-100K's Track A validation part; a much
     smaller data set wants smaller ones (the prior weighs more against fewer ratings).
     """
-    need = {"user_id", "item_id", "rating"}
-    if not need <= set(ratings_train.columns):
-        raise ValueError(
-            f"ratings_train lacks columns {sorted(need - set(ratings_train.columns))}; "
-            "pass a split's train frame, e.g. split_random(ml.indexed()).train"
-        )
-    if ratings_train.empty:
-        raise ValueError("ratings_train is empty; pass the training split of MovieLens")
-    if not {"item_id", "genres"} <= set(items.columns):
-        raise ValueError("items must have item_id and genres columns; pass MovieLens.items")
+    check_columns(
+        "ratings_train",
+        ratings_train,
+        ("user_id", "item_id", "rating"),
+        "pass a split's train frame, e.g. split_random(ml.indexed()).train",
+    )
+    need(not ratings_train.empty, "ratings_train is empty; pass the training split of MovieLens")
+    check_columns("items", items, ("item_id", "genres"), "pass MovieLens.items")
     item_ids = items["item_id"].to_numpy()
     if np.any(np.diff(item_ids) <= 0):
         raise ValueError("items must be sorted by item_id without duplicates (as MovieLens.items is)")
@@ -383,7 +389,8 @@ def popularity_bins(cal: Calibration, n_bins: int = 20) -> np.ndarray:
 
 
 def popularity_distance(cal: Calibration, items_a, items_b, n_bins: int = 20) -> float:
-    """Total-variation distance between the popularity (log training count) histograms of two film samples (notebook 04)."""
+    """Total-variation distance between the popularity (log training count) histograms of two film samples
+    (notebook 04)."""
     pop = np.log1p(cal.item_popularity.numpy())
     return histogram_distance(
         pop[np.asarray(items_a, dtype=np.int64)], pop[np.asarray(items_b, dtype=np.int64)], popularity_bins(cal, n_bins)
@@ -413,7 +420,8 @@ def ranking_fidelity(
     k: int = 10,
     seed: int = 0,
 ) -> dict:
-    """The choice and rating models as rankers of a held-out part, beside popularity, random and ``others`` (notebook 04).
+    """The choice and rating models as rankers of a held-out part, beside popularity, random and ``others``
+    (notebook 04).
 
     Full-ranking evaluation (``recnb.metrics.split_evaluator``: training and, for test, validation
     films masked). ``others`` maps a name to a ``[U, N]`` score tensor in calibration-row order (e.g.

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ._checks import check_int, check_non_negative, check_positive, check_range, check_seed, check_tuple, need
 from .baselines import BPR, BPRConfig
 from .data import GENRES, index_of
 from .metrics import FullRankingEvaluator, split_evaluator
@@ -38,12 +39,12 @@ def _short_bpr() -> BPRConfig:
     return BPRConfig(lr=1e-2, max_epochs=16, eval_every=4, patience=2, progress=False)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ColdStartConfig:
-    """Settings of the cold-start study (notebook 03)."""
+    """Settings of the cold-start study (notebook 03). Frozen, and validated on creation."""
 
     seeds: tuple = (0, 1, 2, 3, 4)
-    """One cold-item split and one BPR run per seed; results are mean ± std over seeds."""
+    """One cold-item split and one BPR run per seed (the protocol asks for >= 5); results are mean ± std over seeds."""
     fraction: float = 0.2
     """Share of items held out as cold (docs/protocols.md)."""
     bpr: BPRConfig = field(default_factory=_short_bpr)
@@ -57,6 +58,19 @@ class ColdStartConfig:
     """Hybrid on warm items: lambda values tried on validation (0 = plain BPR factors)."""
     k: int = 10
     """Cut-off of the reported metrics."""
+
+    def __post_init__(self):
+        tuples = {
+            "seeds": check_seed,
+            "ridge_alphas": check_positive,
+            "shrinkage": check_non_negative,
+        }
+        for name, each in tuples.items():
+            object.__setattr__(self, name, check_tuple(f"ColdStartConfig.{name}", getattr(self, name), each))
+        check_range("ColdStartConfig.fraction", self.fraction, 0, 1, closed="neither")
+        need(isinstance(self.bpr, BPRConfig), f"ColdStartConfig.bpr must be a BPRConfig, got {type(self.bpr).__name__}")
+        check_int("ColdStartConfig.neighbours", self.neighbours, minimum=1)
+        check_int("ColdStartConfig.k", self.k, minimum=1)
 
 
 # ---------------------------------------------------------------- item and user vectors
@@ -81,8 +95,10 @@ def rating_matrix(train: pd.DataFrame, n_users: int, n_items: int) -> np.ndarray
 
 def user_profiles(ratings: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
     """Each user's rating-weighted mean of the vectors of items they rated, L2-normalised (notebook 03)."""
-    if ratings.shape[1] != len(item_vectors):
-        raise ValueError(f"ratings has {ratings.shape[1]} items but item_vectors has {len(item_vectors)} rows")
+    need(
+        ratings.shape[1] == len(item_vectors),
+        f"ratings has {ratings.shape[1]} items but item_vectors has {len(item_vectors)} rows; pass one vector per item",
+    )
     profile = ratings @ item_vectors / np.maximum(ratings.sum(1, keepdims=True), 1e-12)
     return profile / np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
 
@@ -130,8 +146,9 @@ def fit_text_projection(
     The penalty is chosen on a random 20% of the rated items held out from the fit, then refit on all.
     """
     rated = np.flatnonzero(counts > 0)
-    if len(rated) < 10:
-        raise ValueError("need at least ten rated items to learn a text projection")
+    need(len(rated) >= 10, f"need at least ten rated items to learn a text projection, got {len(rated)}")
+    check_tuple("alphas", alphas, check_positive)
+    check_seed("seed", seed)
     X = np.asarray(text_vectors, dtype=np.float64)[rated]
     Y = np.concatenate([factors, bias[:, None]], axis=1).astype(np.float64)[rated]
     w = np.log1p(counts[rated])
@@ -188,8 +205,10 @@ def run_seed(
     """One seed of the study: rows of (seed, setting, model, metric values) (notebook 03)."""
     c = config or ColdStartConfig()
     n_users, n_items = int(ratings["user"].max()) + 1, len(items)
-    if len(text_vectors) != n_items:
-        raise ValueError(f"text_vectors has {len(text_vectors)} rows, the catalogue {n_items} items")
+    need(
+        len(text_vectors) == n_items,
+        f"text_vectors has {len(text_vectors)} rows, the catalogue {n_items} items; encode the whole catalogue",
+    )
     split = split_cold_items(ratings, seed=seed, fraction=c.fraction)
     cold = index_of(items["item_id"].to_numpy(), split.cold_items)
     counts = np.bincount(split.train["item"], minlength=n_items).astype(np.float64)
@@ -269,9 +288,7 @@ def run_cold_start(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Every seed of the study, one row a (seed, setting, model) (notebook 03)."""
-    c = config or ColdStartConfig()
-    if len(c.seeds) == 0:
-        raise ValueError("config.seeds is empty; the protocol asks for >= 5 seeds")
+    c = config or ColdStartConfig()  # its seeds are never empty (checked when it was made)
     rows = []
     for seed in tqdm(c.seeds, desc="cold-start seeds", disable=not progress):
         rows += run_seed(ratings, items, text_vectors, seed, c)

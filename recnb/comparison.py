@@ -15,31 +15,37 @@ An RL agent is ranked offline from its Q-values at each real user's first step, 
 platform (:func:`initial_state_scores`); the oracle's ranking is the simulator's own expected reward
 (:func:`oracle_initial_scores`), a reference with information no platform has.
 
+Notebook 06's DQN agents are reused here, not retrained: :func:`validation_users` cuts the training users into
+the users an agent learns from and the validation users that choose its weights, :func:`dqn_fingerprint` and
+:func:`dqn_checkpoint` name the checkpoint a configuration is kept in (``DQN.load_or_train`` loads it, or trains
+in place when it is missing), and :func:`save_report` / :func:`read_report` keep beside it what notebook 06
+reported for it, so notebook 08 can assert that it reports the same.
+
 Robustness (:func:`robustness_study`) retrains cheap models on training data with injected abnormal users
 (:mod:`recnb.robustness`) and measures the drop in NDCG@10 and the attacked item's exposure.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from . import config as _config
+from ._checks import check_columns, check_int, check_range, check_seed, check_tuple, need
+from .cache import atomic_write
+from .checkpoints import digest
 from .metrics import FullRankingEvaluator, gini
+from .platform import platform_view, split_users
 from .policies import NEG, Evaluation, evaluate_policy, top_items
+from .stats import grouped_mean_ci
 
-
-def _platform_env(env, what: str):
-    """``env`` if it is the platform's view of a simulator, else a TypeError naming the fix."""
-    if not (hasattr(env, "platform_scores") and hasattr(env, "sim")):
-        raise TypeError(
-            f"{what} reads the platform's view of the simulator: wrap it, "
-            "recnb.platform.PlatformEnv(sim, recnb.platform.movielens_platform(), users=eval_users)"
-        )
-    return env
+mean_ci = grouped_mean_ci  # notebook 08's name for it: per group, each metric's mean and Student-t half-width
 
 
 # ---------------------------------------------------------------- models as simulator policies
@@ -57,12 +63,11 @@ class ScorePolicy:
         self.scores, self.name = torch.as_tensor(scores, dtype=torch.float32), name
 
     def __call__(self, env) -> torch.Tensor:
-        env = _platform_env(env, "ScorePolicy")
-        if self.scores.shape[1] != env.n_items or self.scores.shape[0] < env.n_calibration_users:
-            raise ValueError(
-                f"scores must be [>= {env.n_calibration_users} users, {env.n_items} items], "
-                f"got {tuple(self.scores.shape)}"
-            )
+        env = platform_view(env, "ScorePolicy")
+        need(
+            self.scores.shape[1] == env.n_items and self.scores.shape[0] >= env.n_calibration_users,
+            f"scores must be [>= {env.n_calibration_users} users, {env.n_items} items], got {tuple(self.scores.shape)}",
+        )
         return top_items(self.scores.to(env.device)[env.user], env.available_mask(), env.config.slate_size)
 
 
@@ -85,7 +90,7 @@ class SequencePolicy:
 
     @torch.no_grad()
     def __call__(self, env) -> torch.Tensor:
-        env = _platform_env(env, "SequencePolicy")
+        env = platform_view(env, "SequencePolicy")
         window, last = left_aligned(env.history, env.n_items)
         net = self.model.net
         was_training = net.training
@@ -115,14 +120,15 @@ class ExposureCounter:
 
 
 def simulate(env, policy, n_users: int, seed: int) -> tuple[dict, Evaluation]:
-    """Run ``policy`` on ``n_users`` fresh users of ``env``'s pool (docs/protocols.md, simulator protocol) (notebook 08).
+    """Run ``policy`` on ``n_users`` fresh users of ``env``'s pool (docs/protocols.md, simulator protocol)
+    (notebook 08).
 
     ``env`` is a :class:`recnb.platform.PlatformEnv` (give it the evaluation users). Returns a table row --
     return, session length and click rate with 95% CIs, plus exposure coverage, Gini and mean popularity
     of the shown items -- and the per-user :class:`recnb.policies.Evaluation`, for paired comparisons
     (:func:`recnb.policies.paired_difference`) with other policies run with the same seed.
     """
-    env = _platform_env(env, "simulate")
+    env = platform_view(env, "simulate")
     counter = ExposureCounter(policy, env.n_items)
     ev = evaluate_policy(env, counter, n_users=n_users, seed=seed)
     row = ev.summary()
@@ -146,7 +152,8 @@ def ranking_row(evaluator: FullRankingEvaluator, scores, k: int = 10) -> dict:
 
 
 def text_knn_scores(train: pd.DataFrame, text_vectors: np.ndarray, n_users: int, neighbours: int = 20) -> torch.Tensor:
-    """[n_users, n_items] text kNN scores over the whole catalogue from ``train`` (notebook 03's scorer) (notebook 08)."""
+    """[n_users, n_items] text kNN scores over the whole catalogue from ``train``: notebook 03's scorer
+    (notebook 08)."""
     from .coldstart import knn_scores, rating_matrix
 
     n_items = len(text_vectors)
@@ -183,8 +190,11 @@ def hybrid_scores(
 
 def _first_step(env, n_users: int) -> None:
     """Start one session for each of the first ``n_users`` calibration users (the real users, in order)."""
-    if n_users > env.n_calibration_users:
-        raise ValueError(f"the simulator knows {env.n_calibration_users} users, asked for {n_users}")
+    check_int("n_users", n_users, minimum=1)
+    need(
+        n_users <= env.n_calibration_users,
+        f"the simulator knows {env.n_calibration_users} users, asked for {n_users}; ask for at most that many",
+    )
     env.reset(n_users, seed=0, users=torch.arange(n_users))
 
 
@@ -196,7 +206,7 @@ def initial_state_scores(agent, env, n_users: int) -> torch.Tensor:
 
     ``env`` is a :class:`recnb.platform.PlatformEnv`; the user pool is ignored (every real user is scored).
     """
-    env = _platform_env(env, "initial_state_scores")
+    env = platform_view(env, "initial_state_scores")
     _first_step(env, n_users)
     return agent.q_values(agent.observe(env)).float().cpu()
 
@@ -215,29 +225,112 @@ def random_scores(n_users: int, n_items: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(n_users, n_items, generator=torch.Generator().manual_seed(seed))
 
 
+# ---------------------------------------------------------------- notebook 06's agents, reused
+
+
+def validation_users(train_users, fraction: float = 0.8, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the training users into the users a DQN learns from (``fraction``) and the validation users that
+    choose its weights (the rest), disjoint from each other and, like ``train_users``, from the evaluation users
+    (docs/training.md; notebooks 06 and 08)."""
+    train_users = np.asarray(train_users, dtype=np.int64)
+    fit, valid = split_users(len(train_users), fraction, seed=seed)
+    return train_users[fit], train_users[valid]
+
+
+def dqn_fingerprint(fit_users, valid_users) -> dict:
+    """The ``fingerprint=`` of notebook 06's DQN: digests of the users it trained on and of the validation users
+    that chose its weights (the environment's own fingerprint -- catalogue, observation, simulator, platform --
+    is added by ``DQN``) (notebooks 06 and 08)."""
+    users = {"training users": fit_users, "validation users": valid_users}
+    return {k: digest(np.sort(np.asarray(v, dtype=np.int64))) for k, v in users.items()}
+
+
+def dqn_checkpoint(dqn_config, fingerprint: dict, folder=None) -> Path:
+    """Where the DQN trained with ``dqn_config`` on ``fingerprint`` is kept: ``<data>/agents/dqn-<digest>.safetensors``
+    (notebooks 06 and 08).
+
+    Keyed by both, so notebook 08 finds the file notebook 06 wrote for the same configuration and users, and a
+    run with another configuration (another profile, a tuned one) writes its own file instead of replacing it.
+    """
+    folder = _config.data_dir() / "agents" if folder is None else Path(folder)
+    return folder / f"dqn-{digest(dqn_config, fingerprint)}.safetensors"
+
+
+def parameters_digest(agent) -> str:
+    """A digest of an agent's network weights (``agent.networks()``): equal digests, equal parameters."""
+    return digest({name: module.state_dict() for name, module in agent.networks().items()})
+
+
+def _report_path(checkpoint) -> Path:
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".report.json")
+
+
+def report_of(agent, evaluation: Evaluation, eval_users) -> dict:
+    """What notebook 06 reports for ``agent``: its parameters' digest, the protocol (evaluation users, sessions,
+    seed) and the per-user returns (digest and mean) of ``evaluation`` -- comparable with :func:`read_report`."""
+    return {
+        "parameters": parameters_digest(agent),
+        "evaluation users": digest(np.sort(np.asarray(eval_users, dtype=np.int64))),
+        "sessions": len(evaluation.returns),
+        "seed": int(evaluation.seed),
+        "mean_return": evaluation.mean_return,
+        "returns": digest(np.asarray(evaluation.returns, dtype=np.float64)),
+    }
+
+
+def save_report(checkpoint, agent, evaluation: Evaluation, eval_users) -> Path:
+    """Keep :func:`report_of` beside ``checkpoint`` (``<name>.report.json``), atomically (notebook 06)."""
+    path = _report_path(checkpoint)
+    atomic_write(path, json.dumps(report_of(agent, evaluation, eval_users), indent=1).encode())
+    return path
+
+
+def read_report(checkpoint) -> dict | None:
+    """What :func:`save_report` kept beside ``checkpoint``, or None when there is no (readable) record."""
+    try:
+        return json.loads(_report_path(checkpoint).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 # ---------------------------------------------------------------- robustness
+
+
+ATTACKS = ("random raters", "shilling")  # the injections robustness_study knows (recnb.robustness)
 
 
 @dataclass(frozen=True)
 class RobustnessConfig:
-    """The robustness experiment of notebook 08."""
+    """The robustness experiment of notebook 08. Frozen, and validated on creation."""
 
     fractions: tuple = (0.05, 0.10)
-    """Injected abnormal users as a fraction of the real users."""
-    attacks: tuple = ("random raters", "shilling")
-    """Which injections: uniformly random raters, and an average attack promoting one item."""
+    """Injected abnormal users as a fraction of the real users, each in (0, 1]."""
+    attacks: tuple = ATTACKS
+    """Which injections (from :data:`ATTACKS`): uniformly random raters, and an average attack promoting one item."""
     k: int = 10
     """Top-k lists scored and inspected for the attacked item."""
     seed: int = 0
     """Seed of the injected users."""
 
+    def __post_init__(self):
+        def fraction(name, value):
+            return check_range(name, value, 0, 1, closed="right")
+
+        object.__setattr__(self, "fractions", check_tuple("RobustnessConfig.fractions", self.fractions, fraction))
+        object.__setattr__(self, "attacks", check_tuple("RobustnessConfig.attacks", self.attacks))
+        unknown = [a for a in self.attacks if a not in ATTACKS]
+        need(self.attacks and not unknown, f"RobustnessConfig.attacks must be taken from {ATTACKS}, got {self.attacks}")
+        check_int("RobustnessConfig.k", self.k, minimum=1)
+        check_seed("RobustnessConfig.seed", self.seed)
+
 
 def pick_attack_target(train: pd.DataFrame, min_ratings: int = 5, quantile: float = 0.25) -> int:
-    """An ``item_id`` an attacker would push: rated by few users (lower quartile of items with >= 5 ratings) (notebook 08)."""
+    """An ``item_id`` an attacker would push: rated by few users, the lower ``quantile`` of the items with at least
+    ``min_ratings`` training ratings (notebook 08)."""
     counts = train.groupby("item_id").size()
     counts = counts[counts >= min_ratings]
-    if counts.empty:
-        raise ValueError(f"no item has >= {min_ratings} training ratings; lower min_ratings")
+    need(not counts.empty, f"no item has >= {min_ratings} training ratings; lower min_ratings")
     level = counts.quantile(quantile)
     return int(counts[counts <= level].sort_index().index[0])
 
@@ -267,9 +360,7 @@ def robustness_study(
 
     from .robustness import inject_random_raters, inject_shilling_attack
 
-    for col in ("user", "item", "user_id", "item_id"):
-        if col not in split.train.columns:
-            raise ValueError(f"split.train lacks column {col!r}; split MovieLens.indexed()")
+    check_columns("split.train", split.train, ("user", "item", "user_id", "item_id"), "split MovieLens.indexed()")
     n_users, n_items = int(split.train["user"].max()) + 1, len(item_ids)
     target_id = pick_attack_target(split.train)
     target = int(np.searchsorted(item_ids, target_id))
@@ -290,10 +381,8 @@ def robustness_study(
         else:
             if attack == "shilling":
                 injected = inject_shilling_attack(split.train, target_id, fraction, seed=config.seed)
-            elif attack == "random raters":
+            else:  # "random raters": RobustnessConfig admits no other
                 injected = inject_random_raters(split.train, fraction, seed=config.seed)
-            else:
-                raise ValueError(f"unknown attack {attack!r}; use 'random raters' or 'shilling'")
             train = _indexed_injection(split.train, injected, n_users, item_ids)
             n_total = int(train["user"].max()) + 1
         for name, fit in fit_models.items():
@@ -317,25 +406,6 @@ def robustness_study(
     out = pd.DataFrame(rows)
     clean = out[out["attack"] == "clean"].set_index("model")[f"NDCG@{config.k}"]
     out["NDCG_drop"] = out["model"].map(clean) - out[f"NDCG@{config.k}"]
-    return out
-
-
-def mean_ci(runs: pd.DataFrame, by: str, metrics: list[str], level: float = 0.95) -> pd.DataFrame:
-    """Per group ``by``: each metric's mean over runs (e.g. seeds) and the half-width of its Student-t
-    ``level`` confidence interval, as columns ``metric`` and ``metric ± CI``, plus ``runs`` (notebook 08)."""
-    from scipy import stats
-
-    groups = runs.groupby(by, sort=False)[metrics]
-    n = runs.groupby(by, sort=False).size()
-    if (n < 2).any():
-        raise ValueError(f"need >= 2 runs per {by!r} for a confidence interval, got {n.min()}; run more seeds")
-    mean, std = groups.mean(), groups.std(ddof=1)
-    t = stats.t.ppf((1 + level) / 2, n - 1)
-    out = pd.DataFrame(index=mean.index)
-    for m in metrics:
-        out[m] = mean[m]
-        out[f"{m} ± CI"] = t * std[m].to_numpy() / np.sqrt(n.to_numpy())
-    out["runs"] = n
     return out
 
 

@@ -11,6 +11,11 @@ rest of the package and the notebooks ask one place:
 * ``RECNB_OFFLINE=1`` -- never try a download (MovieLens, the Hugging Face Hub).
 * ``RECNB_NO_CACHE=1`` -- compute embeddings without reading or writing their cache.
 * ``RECNB_MODEL_DIR`` -- a local copy of the default encoder (verified in :mod:`recnb.embeddings`).
+* ``RECNB_RESULTS_DIR`` -- where notebook 08 writes its results table (``scripts/run_notebooks.py --in-place``
+  sets it to ``docs/results``); unset, they are not written anywhere lasting.
+
+No other module reads these from ``os.environ``: they ask :func:`env_flag`, :func:`env_path` or the
+functions named after each variable.
 """
 
 from __future__ import annotations
@@ -22,35 +27,55 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import check_seed
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 PROFILES = ("smoke", "default", "gpu")
 
 
-def _flag(name: str) -> bool:
-    """An on/off environment variable: set and not ``0`` means on."""
+RESULTS_DIR_ENV = "RECNB_RESULTS_DIR"
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: set and not ``0`` (nor empty) means on."""
     return os.environ.get(name, "").strip() not in ("", "0")
+
+
+def env_path(name: str) -> Path | None:
+    """A path-valued environment variable (``~`` expanded), or None when it is unset or blank."""
+    env = os.environ.get(name, "").strip()
+    return Path(env).expanduser() if env else None
+
+
+def results_dir() -> Path | None:
+    """``$RECNB_RESULTS_DIR``: where notebook 08 writes its committed results, or None when unset."""
+    return env_path(RESULTS_DIR_ENV)
+
+
+def smoke() -> bool:
+    """``RECNB_SMOKE=1``: the tiny smoke profile (see :func:`profile`)."""
+    return env_flag("RECNB_SMOKE")
 
 
 def offline() -> bool:
     """``RECNB_OFFLINE=1``: use only local sources and caches, never the network."""
-    return _flag("RECNB_OFFLINE")
+    return env_flag("RECNB_OFFLINE")
 
 
 def hub_offline() -> bool:
     """Downloads from the Hugging Face Hub are off (``RECNB_OFFLINE`` or the Hub's own ``HF_HUB_OFFLINE``)."""
-    return offline() or _flag("HF_HUB_OFFLINE")
+    return offline() or env_flag("HF_HUB_OFFLINE")
 
 
 def no_cache() -> bool:
     """``RECNB_NO_CACHE=1``: embeddings are computed without touching their cache."""
-    return _flag("RECNB_NO_CACHE")
+    return env_flag("RECNB_NO_CACHE")
 
 
 def model_dir_env() -> Path | None:
     """``$RECNB_MODEL_DIR`` as a path, or None when unset."""
-    env = os.environ.get("RECNB_MODEL_DIR", "").strip()
-    return Path(env).expanduser() if env else None
+    return env_path("RECNB_MODEL_DIR")
 
 
 def in_checkout(package_dir: Path = PACKAGE_DIR) -> bool:
@@ -70,8 +95,7 @@ def default_data_dir(package_dir: Path = PACKAGE_DIR) -> Path:
 
 def data_dir(create: bool = True) -> Path:
     """The data/cache directory: ``$RECNB_DATA_DIR``, else :func:`default_data_dir` (notebook 00)."""
-    env = os.environ.get("RECNB_DATA_DIR", "").strip()
-    path = Path(env).expanduser() if env else default_data_dir()
+    path = env_path("RECNB_DATA_DIR") or default_data_dir()
     if create:
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -90,9 +114,8 @@ def data_dir(create: bool = True) -> Path:
 
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so runs repeat (notebook 00)."""
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    random.seed(int(seed))
+    seed = check_seed("seed", seed)
+    random.seed(seed)
     np.random.seed(int(seed) % 2**32)
     try:
         import torch
@@ -121,7 +144,7 @@ def device(prefer: str | None = None) -> str:
 
 def profile() -> str:
     """The run profile: ``"smoke"`` (``RECNB_SMOKE=1``), ``"gpu"`` (CUDA present) or ``"default"``."""
-    if _flag("RECNB_SMOKE"):
+    if smoke():
         return "smoke"
     try:
         if device() == "cuda":

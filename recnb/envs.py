@@ -32,6 +32,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from ._checks import check_int
 from .simulator import PerUserSimulator, SimulatorConfig, UserSimulator
 
 ENV_ID = "recnb/MovieLens-v0"
@@ -47,8 +48,8 @@ class SlateSpace(spaces.MultiDiscrete):
     """
 
     def __init__(self, n_items: int, slate_size: int, batch: tuple[int, ...] = (), seed=None):
-        if not 2 <= slate_size <= n_items:
-            raise ValueError(f"a slate needs 2 <= slate_size <= n_items ({n_items}), got {slate_size}")
+        check_int("n_items", n_items, minimum=2)
+        check_int(f"slate_size (a slate needs 2 to n_items = {n_items} items)", slate_size, minimum=2, maximum=n_items)
         self.n_items, self.slate_size, self.batch = int(n_items), int(slate_size), tuple(batch)
         super().__init__(np.full((*self.batch, self.slate_size), self.n_items), seed=seed)
 
@@ -120,8 +121,7 @@ class MovieLensVectorEnv(VectorEnv):
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, simulator: UserSimulator | None = None, config: SimulatorConfig | None = None):
-        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        check_int("num_envs", num_envs, minimum=1)
         self.sim = _simulator(simulator, config)
         self.num_envs = int(num_envs)
         self.single_action_space, self.single_observation_space = _spaces(self.sim)

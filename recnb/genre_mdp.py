@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ._checks import check_int, check_seed, check_tuple, need
 from .agents.tabular import TabularMDP
 from .data import GENRES
 from .policies import NEG
@@ -46,7 +47,7 @@ DEFAULT_GENRES = ("Drama", "Comedy", "Action", "Thriller", "Romance")
 
 @dataclass(frozen=True)
 class GenreSpace:
-    """How simulator states map to abstract states, and genres to actions (notebook 05)."""
+    """How simulator states map to abstract states, and genres to actions (notebook 05). Frozen, validated."""
 
     genres: tuple = DEFAULT_GENRES
     """The action genres (MovieLens genre names)."""
@@ -56,13 +57,20 @@ class GenreSpace:
     """Cut points of the user's satisfaction: len + 1 satisfaction buckets (empty: not part of the state)."""
 
     def __post_init__(self):
+        for name in ("genres", "fatigue_edges", "satisfaction_edges"):
+            value = check_tuple(f"GenreSpace.{name}", getattr(self, name), allow_empty=name != "genres")
+            object.__setattr__(self, name, value)  # a tuple: the frozen space stays hashable and unchanged
         unknown = [g for g in self.genres if g not in GENRES]
-        if unknown or not self.genres or len(set(self.genres)) != len(self.genres):
-            raise ValueError(f"genres must be distinct MovieLens genres from {GENRES}; bad: {unknown or self.genres}")
+        need(
+            self.genres and not unknown and len(set(self.genres)) == len(self.genres),
+            f"GenreSpace.genres must be distinct MovieLens genres from {GENRES}; bad: {unknown or self.genres}",
+        )
         for name in ("fatigue_edges", "satisfaction_edges"):
             edges = np.asarray(getattr(self, name), dtype=float)
-            if np.any(np.diff(edges) <= 0):
-                raise ValueError(f"{name} must be increasing, got {getattr(self, name)}")
+            need(
+                np.isfinite(edges).all() and not np.any(np.diff(edges) <= 0),
+                f"GenreSpace.{name} must be increasing finite numbers, got {getattr(self, name)}",
+            )
 
     @property
     def n_actions(self) -> int:
@@ -108,7 +116,8 @@ class GenreSpace:
 
 
 class GenreTracker:
-    """Follows a batch of simulated users in the abstract MDP: picks items for genres, updates last genres (notebook 05)."""
+    """Follows a batch of simulated users in the abstract MDP: picks items for genres, updates last genres
+    (notebook 05)."""
 
     def __init__(self, sim, space: GenreSpace):
         self.sim, self.space = sim, space
@@ -157,8 +166,8 @@ def estimate_genre_mdp(
     sim, space: GenreSpace = GenreSpace(), n_users: int = 2000, seed: int = 0, users=None, progress: bool = False
 ) -> GenreMDP:
     """Estimate ``P`` and ``R`` of the genre MDP from random-genre episodes of fresh simulated users (notebook 05)."""
-    if n_users < 1:
-        raise ValueError(f"n_users must be >= 1, got {n_users}")
+    check_int("n_users", n_users, minimum=1)
+    check_seed("seed", seed)
     S, A = space.n_states, space.n_actions
     counts = np.zeros((S, A, S))
     reward_sum = np.zeros((S, A, S))

@@ -33,6 +33,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import stats
+from ._checks import check_columns, check_int, check_seed, is_int, need
+
 METRICS = ("HR", "NDCG", "Recall", "Precision")
 CATALOGUE_METRICS = ("Coverage", "AvgPop", "Gini")
 
@@ -43,12 +46,12 @@ CATALOGUE_METRICS = ("Coverage", "AvgPop", "Gini")
 def _pairs(frame, n_users: int, n_items: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     """(users, items) 0-based arrays from a frame with ``user``/``item`` columns, or an [N, 2] array."""
     if isinstance(frame, pd.DataFrame):
-        missing = {"user", "item"} - set(frame.columns)
-        if missing:
-            raise ValueError(
-                f"{what} frame lacks columns {sorted(missing)}; pass rows of MovieLens.indexed() "
-                "(0-based `user`, `item`) or an [N, 2] array of (user, item) pairs"
-            )
+        check_columns(
+            f"{what} frame",
+            frame,
+            ("user", "item"),
+            "pass rows of MovieLens.indexed() (0-based `user`, `item`) or an [N, 2] array of (user, item) pairs",
+        )
         users, items = frame["user"].to_numpy(), frame["item"].to_numpy()
     else:
         arr = np.asarray(frame)
@@ -71,8 +74,8 @@ def _pairs(frame, n_users: int, n_items: int, what: str) -> tuple[np.ndarray, np
 
 def interaction_matrix(frame, n_users: int, n_items: int, what: str = "interactions") -> torch.Tensor:
     """Dense bool [n_users, n_items] matrix, True where the user rated the item (notebook 02)."""
-    if n_users <= 0 or n_items <= 0:
-        raise ValueError(f"n_users and n_items must be positive, got {n_users}, {n_items}")
+    check_int("n_users", n_users, minimum=1)
+    check_int("n_items", n_items, minimum=1)
     users, items = _pairs(frame, n_users, n_items, what)
     out = torch.zeros(n_users, n_items, dtype=torch.bool)
     out[torch.from_numpy(users), torch.from_numpy(items)] = True
@@ -80,13 +83,10 @@ def interaction_matrix(frame, n_users: int, n_items: int, what: str = "interacti
 
 
 def _check_ks(ks) -> tuple[int, ...]:
-    ks = (ks,) if isinstance(ks, (int, np.integer)) else tuple(ks)
-    if not ks:
-        raise ValueError("ks is empty; pass cut-offs such as ks=(5, 10, 20)")
-    for k in ks:
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
-            raise ValueError(f"every cut-off k must be a positive integer, got {k!r}")
-    return tuple(sorted(set(int(k) for k in ks)))
+    """The cut-offs, sorted and unique; one int or an iterable of them, each an integer >= 1."""
+    ks = (ks,) if is_int(ks) or isinstance(ks, bool) else tuple(ks)
+    need(ks, "ks is empty; pass cut-offs such as ks=(5, 10, 20)")
+    return tuple(sorted({check_int("every cut-off k", k, minimum=1) for k in ks}))
 
 
 # ---------------------------------------------------------------- single-list metrics (hand-checkable)
@@ -222,8 +222,7 @@ class FullRankingEvaluator:
         threads: int | None = 1,
     ):
         self.ks = _check_ks(ks)
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        check_int("batch_size", batch_size, minimum=1)
         if len(targets) == 0:
             raise ValueError("the evaluation set (targets) is empty: nothing to evaluate; check the split")
         self.n_users, self.n_items, self.batch_size = int(n_users), int(n_items), int(batch_size)
@@ -338,13 +337,14 @@ def split_evaluator(split, part: str, n_users: int, n_items: int, ks=(5, 10, 20)
 def paired_bootstrap(
     a: EvalResult, b: EvalResult, metric: str = "NDCG@10", n: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """Mean of per-user ``a - b`` and its 95% paired-bootstrap interval (same users in both) (notebook 02)."""
-    if a.users is None or b.users is None or not np.array_equal(a.users, b.users):
-        raise ValueError("paired_bootstrap needs two results from the same evaluator (the same users)")
+    """Mean of per-user ``a - b`` and its 95% paired-bootstrap interval ``(mean, low, high)`` with ``n`` resamples
+    (same users in both; :func:`recnb.stats.paired_bootstrap_ci`) (notebook 02)."""
+    need(
+        a.users is not None and b.users is not None and np.array_equal(a.users, b.users),
+        "paired_bootstrap needs two results from the same evaluator (the same users)",
+    )
     if metric not in a.per_user:
         raise KeyError(f"no per-user values for {metric!r}; choose one of {sorted(a.per_user)}")
-    diff = a.per_user[metric] - b.per_user[metric]
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(1)
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    return float(diff.mean()), float(lo), float(hi)
+    check_int("n (bootstrap resamples)", n, minimum=1)
+    check_seed("seed", seed)
+    return stats.paired_bootstrap_ci(a.per_user[metric], b.per_user[metric], 0.95, n, seed)

@@ -4,7 +4,8 @@ Logs are bandit feedback: for each logged round ``i`` a context ``x_i``, the act
 policy took with probability ``p_i`` (its propensity), and the reward ``r_i`` observed for it. The target
 policy is given as a matrix ``target[i, a] = pi(a | x_i)`` over the actions of each round.
 
-Estimators (each returns an :class:`Estimate` with a normal-approximation 95% CI):
+Estimators (each returns an :class:`Estimate`: a value, its standard error and a Student-t 95% interval, both
+from :mod:`recnb.stats`):
 
 * :func:`direct_method` -- average the reward model's prediction under the target policy (biased when
   the model is wrong; low variance).
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Z95 = 1.959963984540054
+from . import stats
+from ._checks import check_int, check_non_negative, check_positive, check_seed, need
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,19 @@ class Estimate:
     """A policy-value estimate, its standard error and 95% confidence interval."""
 
     value: float
+    """The estimated value of the target policy (mean reward per round)."""
     stderr: float
+    """Standard error of the estimate (:func:`recnb.stats.standard_error` of its per-round terms)."""
     estimator: str
+    """Which estimator, e.g. ``"IPS"`` or ``"DR"``."""
+    rounds: int
+    """Logged rounds the estimate averages (the interval has ``rounds - 1`` degrees of freedom)."""
 
     @property
     def ci(self) -> tuple[float, float]:
-        return self.value - Z95 * self.stderr, self.value + Z95 * self.stderr
+        """The Student-t 95% interval ``(low, high)`` (NaN for a single round)."""
+        half = stats.t_quantile(self.rounds) * self.stderr if self.rounds > 1 else float("nan")
+        return self.value - half, self.value + half
 
     def __str__(self) -> str:
         lo, hi = self.ci
@@ -70,14 +79,10 @@ def _as_logs(actions, rewards, propensities, target):
     return actions, rewards, propensities, target
 
 
-def _stderr(terms: np.ndarray) -> float:
-    """Standard error of the mean of ``terms``; NaN (without a NumPy warning) for a single round."""
-    n = len(terms)
-    return float(terms.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-
-
-def _estimate(terms: np.ndarray, name: str) -> Estimate:
-    return Estimate(float(terms.mean()), _stderr(terms), name)
+def _estimate(terms: np.ndarray, name: str, value: float | None = None) -> Estimate:
+    """An estimate from its per-round terms: their mean (unless ``value`` is given) and its standard error."""
+    value = float(terms.mean()) if value is None else value
+    return Estimate(value, stats.standard_error(terms), name, len(terms))
 
 
 def importance_weights(actions, propensities, target, clip: float | None = None) -> np.ndarray:
@@ -85,9 +90,7 @@ def importance_weights(actions, propensities, target, clip: float | None = None)
     actions, propensities, target = np.asarray(actions), np.asarray(propensities, float), np.asarray(target, float)
     w = target[np.arange(len(actions)), actions] / propensities
     if clip is not None:
-        if clip <= 0:
-            raise ValueError(f"clip must be positive, got {clip}")
-        w = np.minimum(w, clip)
+        w = np.minimum(w, check_positive("clip", clip))
     return w
 
 
@@ -120,7 +123,7 @@ def snips(actions, rewards, propensities, target) -> Estimate:
         raise ValueError("the target policy never takes a logged action: SNIPS is undefined; log more varied actions")
     value = float((w * rewards).sum() / w.sum())
     terms = w * (rewards - value) / w.mean()  # influence function of the ratio estimator
-    return Estimate(value, _stderr(terms), "SNIPS")
+    return _estimate(terms, "SNIPS", value)
 
 
 def doubly_robust(actions, rewards, propensities, target, predicted_rewards) -> Estimate:
@@ -146,11 +149,9 @@ def cross_fit(
 
     ``fit(train_rows) -> model`` and ``predict(model, rows) -> [len(rows), n_actions]``.
     """
-    if folds < 2:
-        raise ValueError(f"cross-fitting needs at least 2 folds, got {folds}")
-    if n_rounds < folds:
-        raise ValueError(f"{n_rounds} rounds cannot be split into {folds} folds")
-    order = np.random.default_rng(seed).permutation(n_rounds)
+    check_int("cross_fit folds", folds, minimum=2)
+    need(n_rounds >= folds, f"{n_rounds} rounds cannot be split into {folds} folds; use fewer folds")
+    order = np.random.default_rng(check_seed("seed", seed)).permutation(n_rounds)
     parts = np.array_split(order, folds)
     out = None
     for k, rows in enumerate(parts):
@@ -168,6 +169,7 @@ def tabular_reward_model(contexts, actions, rewards, n_contexts: int, n_actions:
     Returns ``(fit, predict)`` for :func:`cross_fit` (notebook 08).
     """
     contexts, actions, rewards = np.asarray(contexts), np.asarray(actions), np.asarray(rewards, float)
+    check_non_negative("prior_strength", prior_strength)
 
     def fit(rows):
         c, a, r = contexts[rows], actions[rows], rewards[rows]

@@ -31,13 +31,23 @@ import pandas as pd
 import torch
 
 from . import ope
+from ._checks import (
+    check_columns,
+    check_int,
+    check_non_negative,
+    check_positive,
+    check_range,
+    check_seed,
+    need,
+)
+from .platform import platform_view
 
 Scorer = Callable[[object], torch.Tensor]  # scorer(env) -> [B, N] scores, higher = better
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    """How the logs are collected in the simulator (notebook 08). Validated on creation."""
+    """How the logs are collected in the simulator (notebook 08). Frozen, and validated on creation."""
 
     n_rounds: int = 10_000
     """Logged interactions (one shown item and its reward each)."""
@@ -51,19 +61,12 @@ class LoggingConfig:
     """Seeds the simulated users, the candidates and the logging policy's coin flips."""
 
     def __post_init__(self):
-        if not (isinstance(self.n_rounds, int) and self.n_rounds >= 10):
-            raise ValueError(f"n_rounds must be an integer >= 10, got {self.n_rounds!r}")
-        if not (isinstance(self.n_candidates, int) and self.n_candidates >= 2):
-            raise ValueError(
-                f"n_candidates must be an integer >= 2 (a choice needs two options), got {self.n_candidates!r}"
-            )
-        if not 0 < self.epsilon <= 1:
-            raise ValueError(
-                f"epsilon must be in (0, 1]: with 0 the other candidates are never logged "
-                f"and no other policy can be evaluated; got {self.epsilon}"
-            )
-        if not (isinstance(self.batch_users, int) and self.batch_users >= 1):
-            raise ValueError(f"batch_users must be an integer >= 1, got {self.batch_users!r}")
+        check_int("LoggingConfig.n_rounds", self.n_rounds, minimum=10)
+        check_int("LoggingConfig.n_candidates (a choice needs two options)", self.n_candidates, minimum=2)
+        # epsilon 0 would never log the other candidates, so no other policy could be evaluated
+        check_range("LoggingConfig.epsilon (> 0: other candidates must be logged)", self.epsilon, 0, 1, "right")
+        check_int("LoggingConfig.batch_users", self.batch_users, minimum=1)
+        check_seed("LoggingConfig.seed", self.seed)
 
 
 @dataclass
@@ -85,17 +88,9 @@ class BanditLog:
         return len(self.action)
 
 
-def _require_platform(env) -> None:
-    if not (hasattr(env, "platform_scores") and hasattr(env, "sim")):
-        raise TypeError(
-            "OPE logs are collected through the platform's view: pass "
-            "recnb.platform.PlatformEnv(sim, platform, users=...), not the bare simulator"
-        )
-
-
 def history_genre_overlap(env) -> torch.Tensor:
     """[B, N] share of each item's genres among the genres of the user's logged recent history (notebook 08)."""
-    _require_platform(env)
+    platform_view(env, "history_genre_overlap")
     item_genres = env.item_genres.float()
     hist = env.history  # pad = n_items
     padded = torch.cat([item_genres, torch.zeros(1, item_genres.shape[1], device=item_genres.device)])
@@ -116,11 +111,12 @@ class RatingStats:
 def rating_stats(train: pd.DataFrame, n_users: int, n_items: int, shrink: float = 5.0) -> RatingStats:
     """Shrunk mean ratings per item and user from ``train`` (``user``/``item`` index columns; ``MovieLens.indexed()``
     users are the calibration rows, in order) (notebook 08)."""
-    for col in ("user", "item", "rating"):
-        if col not in train.columns:
-            raise ValueError(f"train lacks column {col!r}; pass a split of MovieLens.indexed()")
-    if int(train["user"].max()) >= n_users or int(train["item"].max()) >= n_items:
-        raise ValueError(f"train has user/item indices beyond [{n_users}, {n_items}]")
+    check_columns("train", train, ("user", "item", "rating"), "pass a split of MovieLens.indexed()")
+    check_non_negative("shrink", shrink)
+    need(
+        int(train["user"].max()) < n_users and int(train["item"].max()) < n_items,
+        f"train has user/item indices beyond [{n_users}, {n_items}]; pass the dataset's n_users and n_items",
+    )
     mu = float(train["rating"].mean())
 
     def shrunk(col, n):
@@ -136,7 +132,7 @@ def platform_features(env, stats: RatingStats) -> torch.Tensor:
 
     Read from the platform's view only (``env`` a :class:`recnb.platform.PlatformEnv`), never from ``env.sim``.
     """
-    _require_platform(env)
+    platform_view(env, "platform_features")
     score = env.platform_scores()
     item_mean = stats.item_mean.to(score.device).expand_as(score)
     user_mean = stats.user_mean.to(score.device)[env.user][:, None].expand_as(score)
@@ -161,7 +157,8 @@ def collect_logs(
     targets: dict[str, Scorer] | None = None,
     progress: bool = True,
 ) -> BanditLog:
-    """Run the epsilon-greedy popularity logger through the platform's view ``env`` and record bandit logs (notebook 08).
+    """Run the epsilon-greedy popularity logger through the platform's view ``env`` and record bandit logs
+    (notebook 08).
 
     ``env`` is a :class:`recnb.platform.PlatformEnv` (its user pool is who gets logged); ``stats`` the
     platform's rating summaries (:func:`rating_stats`). ``targets`` maps names to scorers
@@ -169,15 +166,17 @@ def collect_logs(
     targets can be evaluated on these logs afterwards. The simulator's expected reward of every candidate
     is recorded as ``truth`` for grading; nothing else is read from ``env.sim``.
     """
-    _require_platform(env)
+    platform_view(env, "collect_logs")
     cfg, targets = config, dict(targets or {})
-    if stats.user_mean.shape != (env.n_calibration_users,) or stats.item_mean.shape != (env.n_items,):
-        raise ValueError(
-            f"the platform's rating stats must cover {env.n_calibration_users} calibration users and "
-            f"{env.n_items} items, got {tuple(stats.user_mean.shape)} users, {tuple(stats.item_mean.shape)} items"
-        )
-    if env.config.slate_size != 1:
-        raise ValueError("collect_logs logs single-item recommendations; use a SimulatorConfig with slate_size=1")
+    need(
+        stats.user_mean.shape == (env.n_calibration_users,) and stats.item_mean.shape == (env.n_items,),
+        f"the platform's rating stats must cover {env.n_calibration_users} calibration users and "
+        f"{env.n_items} items, got {tuple(stats.user_mean.shape)} users, {tuple(stats.item_mean.shape)} items",
+    )
+    need(
+        env.config.slate_size == 1,
+        "collect_logs logs single-item recommendations; use a SimulatorConfig with slate_size=1",
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     K, eps, dev = cfg.n_candidates, cfg.epsilon, env.device
     rows: dict[str, list] = {
@@ -252,15 +251,15 @@ def greedy_probs(scores: np.ndarray) -> np.ndarray:
 
 def softmax_probs(scores: np.ndarray, temperature: float) -> np.ndarray:
     """[n, K] softmax of scores / temperature: a stochastic policy, greedy as temperature -> 0 (notebook 08)."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}; use greedy_probs for a deterministic policy")
+    check_positive("temperature (for a deterministic policy use greedy_probs)", temperature)
     z = scores / temperature
     z = np.exp(z - z.max(1, keepdims=True))
     return z / z.sum(1, keepdims=True)
 
 
 def true_value(log: BanditLog, target: np.ndarray) -> float:
-    """The target's exact per-step value on the logged states, from the simulator's expected rewards: the grader (notebook 08)."""
+    """The target's exact per-step value on the logged states, from the simulator's expected rewards: the grader
+    (notebook 08)."""
     return float((target * log.truth).sum(1).mean())
 
 
@@ -277,8 +276,11 @@ def logistic_reward_model(log: BanditLog, l2: float = 1.0):
     mean, std = shown.mean(0), shown.std(0) + 1e-8
     X_all = expand((log.features - mean) / std)  # [n, K, F']
     y = (log.reward > 0.5).astype(int)
-    if len(np.unique(y)) < 2 or not np.all(np.isin(log.reward, (0.0, 1.0))):
-        raise ValueError("logistic_reward_model needs 0/1 rewards with both values in the log (the click reward)")
+    need(
+        len(np.unique(y)) == 2 and np.all(np.isin(log.reward, (0.0, 1.0))),
+        "logistic_reward_model needs 0/1 rewards with both values in the log (the click reward)",
+    )
+    check_positive("l2", l2)
 
     def fit(rows):
         model = LogisticRegression(C=1.0 / l2, max_iter=1000)
@@ -321,6 +323,5 @@ def evaluate_targets(
 
 def mixture(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
     """``(1 - alpha) a + alpha b``: a policy that moves from ``a`` (alpha 0) to ``b`` (alpha 1) (notebook 08)."""
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    check_range("alpha", alpha, 0, 1)
     return (1 - alpha) * a + alpha * b

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ._checks import check_int, check_range, check_seed, need
+
 
 @dataclass
 class PlatformModel:
@@ -61,7 +63,8 @@ class PlatformModel:
 
 
 def fit_platform_model(split, n_users: int, n_items: int, calibration, config=None) -> PlatformModel:
-    """BPR on ``split.train`` (early-stopped on ``split.valid``), rows aligned with ``calibration``'s users (notebook 06).
+    """BPR on ``split.train`` (early-stopped on ``split.valid``), rows aligned with ``calibration``'s users
+    (notebook 06).
 
     ``split`` holds indexed frames (``MovieLens.indexed()``: 0-based ``user``/``item`` and ``user_id``).
     """
@@ -85,7 +88,8 @@ PLATFORM_VERSION = 1  # bump when fit_platform_model changes, so stale caches ar
 
 
 def movielens_platform(seed: int = 0, refresh: bool = False) -> PlatformModel:
-    """The platform model for the standard simulator (Track-A train split ``seed``), cached as safetensors (notebook 06).
+    """The platform model for the standard simulator (Track-A train split ``seed``), cached as safetensors
+    (notebook 06).
 
     The cache follows :mod:`recnb.cache`'s policy: a lock per entry, a sha256 sidecar checked on
     read, a corrupt entry reported and refitted.
@@ -123,14 +127,24 @@ def movielens_platform(seed: int = 0, refresh: bool = False) -> PlatformModel:
     return cache.cached(path, load=parse, build=fit, dump=dump, what="platform model cache", refresh=refresh)
 
 
+def platform_view(env, what: str):
+    """``env`` when it is the platform's view of a simulator (a :class:`PlatformEnv`), else a ``TypeError``
+    naming the fix. ``what`` is the caller, named in the message (e.g. ``"ScorePolicy"``)."""
+    if not (hasattr(env, "platform_scores") and hasattr(env, "sim")):
+        raise TypeError(
+            f"{what} reads the platform's view of the simulator, not the bare simulator: wrap it, "
+            "recnb.platform.PlatformEnv(sim, recnb.platform.movielens_platform(), users=...)"
+        )
+    return env
+
+
 def split_users(n_users: int, train_fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Disjoint calibration-user rows: (train users, evaluation users), a seeded random cut (notebook 06)."""
-    if not 0 < train_fraction < 1:
-        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
-    order = np.random.default_rng(seed).permutation(n_users)
+    check_int("n_users", n_users, minimum=2)
+    check_range("train_fraction", train_fraction, 0, 1, closed="neither")
+    order = np.random.default_rng(check_seed("seed", seed)).permutation(n_users)
     cut = int(round(train_fraction * n_users))
-    if cut < 1 or cut >= n_users:
-        raise ValueError(f"{n_users} users cannot be cut into two non-empty groups at {train_fraction}")
+    need(0 < cut < n_users, f"{n_users} users cannot be cut into two non-empty groups at {train_fraction}")
     return np.sort(order[:cut]), np.sort(order[cut:])
 
 
@@ -138,8 +152,7 @@ class PlatformEnv:
     """A simulator seen only through the platform's logs and models (see the module docstring) (notebook 06)."""
 
     def __init__(self, sim, platform: PlatformModel, users=None, decay: float = 0.8):
-        if not 0 <= decay < 1:
-            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        check_range("PlatformEnv decay", decay, 0, 1, closed="left")
         if platform.item_factors.shape[0] != sim.n_items or len(platform.train_items) != sim.n_calibration_users:
             raise ValueError(
                 "the platform model and the simulator disagree on the catalogue or the users; "
@@ -249,7 +262,8 @@ class PlatformEnv:
             log[rows] = 0.0
 
     def step(self, actions):
-        """Show items; returns ``(obs, reward, terminated, truncated, info)``, ``obs`` from the log (:meth:`observation`)."""
+        """Show items; returns ``(obs, reward, terminated, truncated, info)``, ``obs`` from the log
+        (:meth:`observation`)."""
         _, reward, terminated, truncated, info = self.sim.step(actions)
         was = info["was_active"]
         clicked = info["clicked"]

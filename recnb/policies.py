@@ -17,8 +17,9 @@ oracle, the bare simulator.
   own hidden click model, which no platform has. A reference, never a baseline to beat.
 
 :func:`evaluate_policy` runs a policy on fresh users (docs/protocols.md, simulator protocol) and
-reports mean return, episode length (retention) and click rate with 95% confidence intervals;
-:func:`paired_difference` compares two evaluations on the same users, user by user, and
+reports mean return, episode length (retention) and click rate with 95% Student-t intervals
+(:func:`recnb.stats.mean_ci`); :func:`paired_difference` compares two evaluations on the same users, user by
+user (:func:`recnb.stats.paired_ci`), and
 :func:`seed_average` pools a training procedure's seeds into one such evaluation.
 """
 
@@ -28,6 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from . import stats
+from ._checks import check_int, check_non_negative, check_seed, need
+from .platform import platform_view
 
 NEG = -1e9  # score of an unavailable item
 
@@ -47,7 +52,7 @@ class RandomPolicy:
         self.reset(seed)
 
     def reset(self, seed: int = 0):
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.generator = torch.Generator().manual_seed(check_seed("RandomPolicy seed", seed))
 
     def __call__(self, sim) -> torch.Tensor:
         mask = sim.available_mask()
@@ -80,22 +85,13 @@ class GreedyPolicy:
         return top_items(sim.expected_reward(), env.available_mask(), env.config.slate_size)
 
 
-def _platform(env):
-    if not hasattr(env, "platform_scores"):
-        raise TypeError(
-            "this policy reads the platform's view: wrap the simulator, "
-            "recnb.platform.PlatformEnv(sim, recnb.platform.movielens_platform())"
-        )
-    return env
-
-
 class PlatformGreedyPolicy:
     """The platform recommender's best unconsumed films (BPR fitted on the training logs) (notebook 06)."""
 
     name = "greedy (platform)"
 
     def __call__(self, env) -> torch.Tensor:
-        env = _platform(env)
+        env = platform_view(env, type(self).__name__)
         return top_items(env.platform_scores(), env.available_mask(), env.config.slate_size)
 
 
@@ -110,12 +106,10 @@ class DiversifyingPolicy:
     name = "diversifying"
 
     def __init__(self, penalty: float = 0.5):
-        if not penalty >= 0:
-            raise ValueError(f"penalty must be >= 0, got {penalty}")
-        self.penalty = float(penalty)
+        self.penalty = check_non_negative("DiversifyingPolicy penalty", penalty)
 
     def __call__(self, env) -> torch.Tensor:
-        env = _platform(env)
+        env = platform_view(env, type(self).__name__)
         score = env.platform_scores() - self.penalty * env.genre_exposure()
         return top_items(score, env.available_mask(), env.config.slate_size)
 
@@ -129,13 +123,11 @@ class MMRPolicy:
     name = "MMR"
 
     def __init__(self, weight: float = 0.5):
-        if not weight >= 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
-        self.weight = float(weight)
+        self.weight = check_non_negative("MMRPolicy weight", weight)
         self._unit = None
 
     def __call__(self, env) -> torch.Tensor:
-        env = _platform(env)
+        env = platform_view(env, type(self).__name__)
         if self._unit is None or self._unit.shape[0] != env.n_items:
             factors = env.platform.item_factors.to(env.device)
             self._unit = torch.nn.functional.normalize(factors, dim=1)
@@ -149,19 +141,13 @@ class MMRPolicy:
 
 @dataclass
 class Evaluation:
-    """Per-user returns, episode lengths and click rates of one policy, with 95% CIs (notebook 04)."""
+    """Per-user returns, episode lengths and click rates of one policy, with 95% Student-t CIs (notebook 04)."""
 
     policy: str
     returns: np.ndarray
     lengths: np.ndarray
     click_rates: np.ndarray
     seed: int
-
-    @staticmethod
-    def _ci(values: np.ndarray) -> tuple[float, float]:
-        mean = float(values.mean())
-        half = float(1.96 * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
-        return mean, half
 
     @property
     def mean_return(self) -> float:
@@ -176,10 +162,10 @@ class Evaluation:
         return float(self.click_rates.mean())
 
     def summary(self) -> dict:
-        """Means and 95% CI half-widths, one flat dict (a table row)."""
+        """Means and their 95% Student-t half-widths (:func:`recnb.stats.mean_ci`), one flat dict (a table row)."""
         out = {"policy": self.policy, "users": len(self.returns)}
         for name, values in (("return", self.returns), ("length", self.lengths), ("click_rate", self.click_rates)):
-            mean, half = self._ci(values)
+            mean, half = stats.mean_ci(values)
             out[name], out[f"{name}_ci95"] = mean, half
         return out
 
@@ -200,8 +186,8 @@ def evaluate_policy(sim, policy, n_users: int = 1000, seed: int = 0, users=None,
     common random numbers. ``users`` restricts which calibration users are simulated (e.g. a
     held-out half for reporting after tuning on the other half).
     """
-    if n_users < 2:
-        raise ValueError(f"n_users must be >= 2 to have a confidence interval, got {n_users}")
+    check_int("n_users (>= 2 for a confidence interval)", n_users, minimum=2)
+    check_seed("seed", seed)
     if hasattr(policy, "reset"):
         policy.reset(seed)
     if users is not None:
@@ -245,7 +231,7 @@ class Comparison:
     diff: float
     """Mean per-user return difference."""
     ci95: float
-    """Half-width of its 95% interval (normal, per-user differences)."""
+    """Half-width of its 95% Student-t interval of the per-user differences (:func:`recnb.stats.paired_ci`)."""
     relative: float
     """``diff / mean return of b``."""
     relative_ci95: float
@@ -270,8 +256,10 @@ def seed_average(evaluations, name: str | None = None) -> Evaluation:
     result is that procedure, not one lucky run, ready for :func:`paired_difference`.
     """
     runs = list(evaluations)
-    if not runs or len({(e.seed, len(e.returns)) for e in runs}) != 1:
-        raise ValueError("seed_average needs one or more evaluations with the same seed and number of users")
+    need(
+        runs and len({(e.seed, len(e.returns)) for e in runs}) == 1,
+        "seed_average needs one or more evaluations with the same seed and number of users",
+    )
 
     def mean(attr):
         return np.mean([getattr(e, attr) for e in runs], axis=0)
@@ -281,12 +269,13 @@ def seed_average(evaluations, name: str | None = None) -> Evaluation:
 
 def paired_difference(a: Evaluation, b: Evaluation) -> Comparison:
     """Paired per-user comparison of two evaluations run with the same seed and users (notebook 06)."""
-    if a.seed != b.seed or len(a.returns) != len(b.returns):
-        raise ValueError("a paired comparison needs two evaluations with the same seed and number of users")
-    d = a.returns - b.returns
-    half = float(1.96 * d.std(ddof=1) / np.sqrt(len(d)))
+    need(
+        a.seed == b.seed and len(a.returns) == len(b.returns),
+        "a paired comparison needs two evaluations with the same seed and number of users",
+    )
+    diff, half = stats.paired_ci(a.returns, b.returns)
     base = float(b.returns.mean())
-    return Comparison(a.policy, b.policy, float(d.mean()), half, float(d.mean()) / base, half / base, len(d))
+    return Comparison(a.policy, b.policy, diff, half, diff / base, half / base, len(a.returns))
 
 
 def tune_heuristic(env, make_policy, grid, n_users: int = 1000, seed: int = 0) -> tuple[float, dict]:
@@ -296,7 +285,6 @@ def tune_heuristic(env, make_policy, grid, n_users: int = 1000, seed: int = 0) -
     reported on is flattered exactly as an agent would be. Returns (best value, {value: mean return}).
     """
     values = list(grid)
-    if not values:
-        raise ValueError("grid is empty: give the values to try, e.g. [0, 0.5, 1, 2]")
+    need(values, "grid is empty: give the values to try, e.g. [0, 0.5, 1, 2]")
     returns = {v: evaluate_policy(env, make_policy(v), n_users=n_users, seed=seed).mean_return for v in values}
     return max(returns, key=returns.get), returns

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._checks import check_non_negative
+
 
 @dataclass
 class Signals:
@@ -110,8 +112,8 @@ def composite(base: RewardFn | str = "click", diversity: float = 0.0, fatigue: f
     clicks on genres the user has consumed a lot recently. Both weights must be >= 0.
     """
     base_fn = get(base)
-    if diversity < 0 or fatigue < 0:
-        raise ValueError(f"composite weights must be >= 0, got diversity={diversity}, fatigue={fatigue}")
+    check_non_negative("composite weight diversity", diversity)
+    check_non_negative("composite weight fatigue", fatigue)
 
     def reward(s: Signals):
         clicked = _float(s.click)

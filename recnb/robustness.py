@@ -14,14 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._checks import check_columns, check_int, check_range, check_seed, need
+
 
 def _plan(ratings: pd.DataFrame, fraction: float, seed: int):
-    for col in ("user_id", "item_id", "rating", "timestamp"):
-        if col not in ratings.columns:
-            raise ValueError(f"ratings frame lacks column {col!r}; pass MovieLens.ratings or a split's train part")
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction of injected users must be in (0, 1], got {fraction}")
-    rng = np.random.default_rng(seed)
+    """The random generator, the fake users' ids and their profile sizes, after checking the arguments."""
+    columns = ("user_id", "item_id", "rating", "timestamp")
+    check_columns("ratings frame", ratings, columns, "pass MovieLens.ratings or a split's train part")
+    check_range("fraction of injected users", fraction, 0, 1, closed="right")
+    rng = np.random.default_rng(check_seed("seed", seed))
     n_real = ratings["user_id"].nunique()
     n_fake = max(1, int(round(fraction * n_real)))
     sizes = rng.choice(ratings.groupby("user_id").size().to_numpy(), size=n_fake)
@@ -60,8 +61,11 @@ def inject_shilling_attack(
     ratings: pd.DataFrame, target_item: int, fraction: float = 0.05, seed: int = 0, filler_pool: int = 200
 ) -> pd.DataFrame:
     """Add fake users giving ``target_item`` 5 stars, padded with popular items at their mean rating (notebook 08)."""
-    if target_item not in set(ratings["item_id"].unique()):
-        raise ValueError(f"target_item {target_item} is not in the ratings; pick an item id from the catalogue")
+    need(
+        target_item in set(ratings["item_id"].unique()),
+        f"target_item {target_item} is not in the ratings; pick an item id from the catalogue",
+    )
+    check_int("filler_pool", filler_pool, minimum=1)
     rng, fake_ids, sizes = _plan(ratings, fraction, seed)
     stats = ratings.groupby("item_id")["rating"].agg(["size", "mean"]).drop(index=target_item)
     pool = stats.sort_values("size", ascending=False).head(filler_pool)

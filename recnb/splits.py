@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ._checks import check_columns, check_range, check_seed, need
+
 CHRONOLOGICAL = ["user_id", "timestamp", "item_id"]  # ties broken by item id, so order is reproducible
 
 
@@ -56,19 +58,19 @@ class ColdStartSplit(Split):
         return out
 
 
-def _check(ratings: pd.DataFrame) -> None:
-    missing = {"user_id", "item_id", "timestamp"} - set(ratings.columns)
-    if missing:
-        raise ValueError(f"ratings frame lacks columns {sorted(missing)}; pass MovieLens.ratings or .indexed()")
-    if ratings.empty:
-        raise ValueError("ratings frame is empty: there is nothing to split")
+def _check(ratings: pd.DataFrame, seed: int = 0, valid: float = 0.0, test: float = 0.0) -> None:
+    """The ratings have the columns a split reads and rows; the seed is a seed; the fractions leave a train part."""
+    check_columns("ratings frame", ratings, ("user_id", "item_id", "timestamp"), "pass MovieLens.ratings or .indexed()")
+    need(not ratings.empty, "ratings frame is empty: there is nothing to split")
+    check_seed("seed", seed)
+    check_range("valid fraction", valid, 0, 1, closed="left")
+    check_range("test fraction", test, 0, 1, closed="left")
+    need(valid + test < 1, f"valid and test fractions must sum below 1 (a train part must remain), got {valid}, {test}")
 
 
 def split_random(ratings: pd.DataFrame, seed: int = 0, valid: float = 0.1, test: float = 0.1) -> Split:
     """Track A: per user, shuffle with ``seed`` and cut into train/valid/test (default 80/10/10)."""
-    _check(ratings)
-    if not (0 <= valid < 1 and 0 <= test < 1 and valid + test < 1):
-        raise ValueError(f"valid and test fractions must be in [0, 1) and sum below 1, got {valid}, {test}")
+    _check(ratings, seed, valid, test)
     rng = np.random.default_rng(seed)
     frame = ratings.sort_values(CHRONOLOGICAL, kind="stable").reset_index(drop=True)
     # a random key, then rank within user: a per-user shuffle done as one vectorised sort
@@ -91,8 +93,10 @@ def split_leave_one_out(ratings: pd.DataFrame) -> Split:
     _check(ratings)
     frame = ratings.sort_values(CHRONOLOGICAL, kind="stable").reset_index(drop=True)
     from_end = frame.groupby("user_id").cumcount(ascending=False).to_numpy()
-    if (frame.groupby("user_id").size() < 3).any():
-        raise ValueError("leave-one-out needs at least 3 ratings per user; filter short histories first")
+    need(
+        (frame.groupby("user_id").size() >= 3).all(),
+        "leave-one-out needs at least 3 ratings per user; filter short histories first",
+    )
     parts = [frame[from_end >= 2], frame[from_end == 1], frame[from_end == 0]]
     return Split(*[p.reset_index(drop=True) for p in parts], protocol="Track B: chronological leave-one-out")
 
@@ -101,9 +105,8 @@ def split_cold_items(
     ratings: pd.DataFrame, seed: int = 0, fraction: float = 0.2, valid: float = 0.1, test: float = 0.1
 ) -> ColdStartSplit:
     """Cold start: hold out ``fraction`` of items entirely, then Track A on the warm ratings."""
-    _check(ratings)
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction of cold items must be in (0, 1), got {fraction}")
+    _check(ratings, seed, valid, test)
+    check_range("fraction of cold items", fraction, 0, 1, closed="neither")
     rng = np.random.default_rng(seed)
     items = np.sort(ratings["item_id"].unique())
     cold = np.sort(rng.choice(items, size=int(round(fraction * len(items))), replace=False))

@@ -2,6 +2,7 @@
 
 Every interval in the package and the notebooks comes from here (docs/protocols.md, "Intervals"):
 
+* :func:`standard_error` -- the standard error of a mean (e.g. an off-policy estimate's, :mod:`recnb.ope`);
 * :func:`mean_ci` -- mean and Student-t half-width of independent values (users or seeds);
 * :func:`paired_ci` -- mean and Student-t half-width of per-unit differences ``a - b`` (same users, same seed);
 * :func:`bootstrap_ci` / :func:`paired_bootstrap_ci` -- percentile bootstrap, for skewed per-user metrics;
@@ -14,7 +15,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _scipy_stats
 
-__all__ = ["mean_ci", "paired_ci", "bootstrap_ci", "paired_bootstrap_ci", "grouped_mean_ci", "t_quantile"]
+from ._checks import check_int, check_seed
+
+__all__ = [
+    "standard_error",
+    "mean_ci",
+    "paired_ci",
+    "bootstrap_ci",
+    "paired_bootstrap_ci",
+    "grouped_mean_ci",
+    "t_quantile",
+]
 
 
 def _level(level: float) -> float:
@@ -39,12 +50,20 @@ def t_quantile(n: int, level: float = 0.95) -> float:
     return float(_scipy_stats.t.ppf((1 + _level(level)) / 2, n - 1))
 
 
+def standard_error(values) -> float:
+    """The standard error of the mean of ``values`` (sample sd over sqrt(n)); NaN for a single value."""
+    arr = _values(values)
+    if arr.size < 2:
+        return float("nan")
+    return float(arr.std(ddof=1)) / float(np.sqrt(arr.size))
+
+
 def mean_ci(values, level: float = 0.95) -> tuple[float, float]:
     """Mean and the half-width of its Student-t ``level`` interval; the half-width is NaN for a single value."""
     arr = _values(values)
     if arr.size < 2:
         return float(arr.mean()), float("nan")
-    return float(arr.mean()), t_quantile(arr.size, level) * float(arr.std(ddof=1)) / float(np.sqrt(arr.size))
+    return float(arr.mean()), t_quantile(arr.size, level) * standard_error(arr)
 
 
 def paired_ci(a, b, level: float = 0.95) -> tuple[float, float]:
@@ -58,9 +77,8 @@ def paired_ci(a, b, level: float = 0.95) -> tuple[float, float]:
 def bootstrap_ci(values, level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Mean and the percentile-bootstrap ``level`` interval ``(mean, low, high)`` of independent values."""
     arr = _values(values)
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    rng = np.random.default_rng(seed)
+    check_int("n_resamples", n_resamples, minimum=1)
+    rng = np.random.default_rng(check_seed("seed", seed))
     means = arr[rng.integers(0, arr.size, (n_resamples, arr.size))].mean(1)
     alpha = (1 - _level(level)) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])

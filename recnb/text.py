@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ._checks import check_columns, need
+
 TEMPLATE = "{title}{year}. Genres: {genres}."
 
 
 def item_text(title: str, year=None, genres=()) -> str:
     """One item's text from its title, year and genres (notebook 03)."""
-    if not isinstance(title, str) or not title.strip():
-        raise ValueError(f"title must be a non-empty string, got {title!r}")
+    need(isinstance(title, str) and title.strip(), f"title must be a non-empty string, got {title!r}")
     has_year = year is not None and not pd.isna(year)
     genre_list = [str(g) for g in genres] if genres is not None else []
     return TEMPLATE.format(
@@ -28,7 +29,5 @@ def item_text(title: str, year=None, genres=()) -> str:
 
 def item_texts(items: pd.DataFrame) -> list[str]:
     """Texts for every row of a catalogue frame with ``title``, ``year``, ``genres`` (notebook 03)."""
-    missing = {"title", "year", "genres"} - set(items.columns)
-    if missing:
-        raise ValueError(f"items frame lacks columns {sorted(missing)}; pass MovieLens.items")
+    check_columns("items frame", items, ("title", "year", "genres"), "pass MovieLens.items")
     return [item_text(t, y, g) for t, y, g in zip(items["title"], items["year"], items["genres"])]

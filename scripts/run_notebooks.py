@@ -28,7 +28,7 @@ from nbclient.exceptions import CellExecutionError
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))
-from recnb import chapters  # noqa: E402  (the checkout's package, whichever venv runs this)
+from recnb import chapters, config  # noqa: E402  (the checkout's package, whichever venv runs this)
 
 
 def machine() -> str:
@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     if args.in_place:  # refreshing the committed notebooks refreshes notebook 08's committed results too
-        os.environ.setdefault("RECNB_RESULTS_DIR", str(ROOT / "docs" / "results"))
+        if config.results_dir() is None:  # the kernels inherit it
+            os.environ[config.RESULTS_DIR_ENV] = str(ROOT / "docs" / "results")
     measured = {}
     for i, path in enumerate(paths, 1):
         out = path if args.in_place else Path(args.out).resolve() / path.name

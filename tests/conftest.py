@@ -1,6 +1,23 @@
-"""Shared fixtures: every test gets its own data directory so nothing touches the real cache."""
+"""Shared fixtures: every test gets its own data directory so nothing touches the real cache, and every test
+that needs a small simulated user builds it with one factory (:func:`synthetic_simulator`, fixture
+``make_simulator``)."""
 
 import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    """Test tiers: nbval's notebook items are marked ``notebooks``; ``gpu`` tests are skipped without CUDA."""
+    cuda = None
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.notebooks)
+        if item.get_closest_marker("gpu") is not None:
+            if cuda is None:
+                import torch
+
+                cuda = torch.cuda.is_available()
+            if not cuda:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (runs on the GPU machine and in Colab)"))
 
 
 @pytest.fixture
@@ -9,6 +26,22 @@ def data_dir(tmp_path, monkeypatch):
     folder = tmp_path / "data"
     monkeypatch.setenv("RECNB_DATA_DIR", str(folder))
     return folder
+
+
+def random_ratings(n_users, n_items, sizes, times, seed):
+    """Uniformly random ratings: users 1..n_users each rate ``sizes`` = (low, high) distinct items of 1..n_items
+    (a size drawn in [low, high)), random stars, a timestamp drawn in ``times`` = [low, high). No structure: for
+    the tests of splits and injections, where only the bookkeeping matters."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = [
+        (u, i, int(rng.integers(1, 6)), int(rng.integers(*times)))
+        for u in range(1, n_users + 1)
+        for i in rng.choice(np.arange(1, n_items + 1), size=int(rng.integers(*sizes)), replace=False)
+    ]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
 
 
 def synthetic_ratings(n_users=40, n_items=30, per_user=10, seed=0, max_genres=2):
@@ -38,13 +71,29 @@ def synthetic_ratings(n_users=40, n_items=30, per_user=10, seed=0, max_genres=2)
     return ratings, items
 
 
-@pytest.fixture(scope="module")
-def tiny_sim():
-    """A 40-user, 30-item simulator calibrated on synthetic ratings (horizon 8): fast RL tests."""
+SMALL = dict(n_users=60, n_items=50, per_user=15, max_genres=3)  # the catalogue most simulator tests share
+TINY = dict(n_users=40, n_items=30, per_user=10, max_genres=2)  # fast RL tests
+
+
+def synthetic_simulator(horizon=20, *, catalogue=SMALL, seed=0, dim=4, **config):
+    """A :class:`recnb.simulator.UserSimulator` calibrated on :func:`synthetic_ratings` of ``catalogue`` (a dict of
+    its arguments, e.g. :data:`SMALL` or :data:`TINY`), with ``SimulatorConfig(horizon=horizon, **config)``."""
     from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
 
-    ratings, items = synthetic_ratings()
-    return UserSimulator(calibrate(ratings, items, dim=4, seed=0), SimulatorConfig(horizon=8))
+    ratings, items = synthetic_ratings(**catalogue, seed=seed)
+    return UserSimulator(calibrate(ratings, items, dim=dim, seed=seed), SimulatorConfig(horizon=horizon, **config))
+
+
+@pytest.fixture(scope="session")
+def make_simulator():
+    """The factory :func:`synthetic_simulator`, for module fixtures: ``make_simulator(horizon=30)``."""
+    return synthetic_simulator
+
+
+@pytest.fixture(scope="module")
+def tiny_sim(make_simulator):
+    """A 40-user, 30-item simulator calibrated on synthetic ratings (horizon 8): fast RL tests."""
+    return make_simulator(horizon=8, catalogue=TINY)
 
 
 def platform_for(sim, seed=0, dim=4):
@@ -75,7 +124,7 @@ def tiny_env(tiny_sim):
 
 
 def scramble_hidden_state(sim, seed):
-    """Change everything the simulator knows about its users that a platform does not log (tests of the platform view)."""
+    """Change everything the simulator knows about its users that a platform does not log (platform-view tests)."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)

@@ -1,4 +1,5 @@
-"""The simulated user's two models and the fidelity checks of recnb.calibration (notebook 04), on small synthetic data."""
+"""The simulated user's two models and the fidelity checks of recnb.calibration (notebook 04), on small synthetic
+data."""
 
 import numpy as np
 import pandas as pd

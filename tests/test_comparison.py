@@ -4,21 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import platform_for
-from test_simulator import synthetic
+from conftest import SMALL, platform_for, synthetic_ratings
 
 from recnb import comparison
 from recnb.metrics import FullRankingEvaluator
 from recnb.platform import PlatformEnv, split_users
 from recnb.policies import GreedyPolicy, PopularityPolicy, evaluate_policy
-from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
 from recnb.splits import split_random
 
 
 @pytest.fixture(scope="module")
-def sim():
-    ratings, items = synthetic()
-    return UserSimulator(calibrate(ratings, items, dim=4, seed=0), SimulatorConfig(horizon=20))
+def sim(make_simulator):
+    return make_simulator(horizon=20)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +83,7 @@ def test_simulate_draws_only_the_pool(sim):
 
 
 def indexed_synthetic():
-    ratings, items = synthetic(n_users=40, n_items=30, per_user=12)
+    ratings, items = synthetic_ratings(**{**SMALL, "n_users": 40, "n_items": 30, "per_user": 12})
     ratings = ratings.assign(user=ratings["user_id"] - 1, item=ratings["item_id"] - 1)
     return ratings, items
 

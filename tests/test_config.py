@@ -52,6 +52,29 @@ def test_flags_are_read_in_one_place(monkeypatch, value, on):
     assert config.model_dir_env() == Path("~/models/minilm").expanduser()
     monkeypatch.setenv("RECNB_MODEL_DIR", "")
     assert config.model_dir_env() is None
+    monkeypatch.setenv("RECNB_SMOKE", value)
+    assert config.env_flag("RECNB_SMOKE") is on and config.smoke() is on
+
+
+def test_results_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("RECNB_RESULTS_DIR", raising=False)
+    assert config.results_dir() is None
+    monkeypatch.setenv("RECNB_RESULTS_DIR", " ")
+    assert config.results_dir() is None
+    monkeypatch.setenv("RECNB_RESULTS_DIR", str(tmp_path))
+    assert config.results_dir() == tmp_path
+
+
+def test_only_config_reads_recnb_variables():
+    """Every RECNB_* switch is read through recnb.config (env_flag, env_path, results_dir, ...)."""
+    import re
+
+    root = Path(config.__file__).resolve().parents[1]
+    quoted = r"\s*[\"']RECNB_\w+[\"']"
+    reads = re.compile(rf"os\.environ\.get\({quoted}|os\.getenv\({quoted}|os\.environ\[{quoted}\s*\](?!\s*=[^=])")
+    sources = [*(root / "recnb").rglob("*.py"), *(root / "scripts").glob("*.py"), *(root / "benchmarks").glob("*.py")]
+    offenders = [str(p.relative_to(root)) for p in sources if p.name != "config.py" and reads.search(p.read_text())]
+    assert not offenders, f"read RECNB_* through recnb.config instead: {offenders}"
 
 
 def test_seed_everything_repeats_draws():
@@ -60,8 +83,9 @@ def test_seed_everything_repeats_draws():
     config.seed_everything(7)
     b = (np.random.rand(3), torch.rand(3))
     assert np.array_equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    with pytest.raises(ValueError, match="non-negative integer"):
-        config.seed_everything(-1)
+    for bad in (-1, True, 1.0):
+        with pytest.raises(ValueError, match="non-negative integer"):
+            config.seed_everything(bad)
 
 
 def test_profiles(monkeypatch):

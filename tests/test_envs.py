@@ -1,19 +1,17 @@
-"""Tests for the gymnasium wrappers, on the small synthetic catalogue of test_simulator."""
+"""Tests for the gymnasium wrappers, on the small synthetic catalogue of conftest."""
 
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from test_simulator import synthetic
 
 from recnb.envs import ENV_ID, MovieLensEnv, MovieLensVectorEnv, SlateSpace
-from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
+from recnb.simulator import SimulatorConfig
 
 
 @pytest.fixture(scope="module")
-def simulator():
-    ratings, items = synthetic()
-    return UserSimulator(calibrate(ratings, items, dim=4, seed=0), SimulatorConfig(horizon=30))
+def simulator(make_simulator):
+    return make_simulator(horizon=30)
 
 
 def test_env_passes_gymnasium_checker(simulator):

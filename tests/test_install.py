@@ -142,7 +142,7 @@ def colab_install_command() -> str:
 
     nb = nbformat.read(ROOT / "notebooks" / "00_setup_and_tour.ipynb", as_version=4)
     first_code = next(c for c in nb.cells if c.cell_type == "code")
-    line = next(l for l in first_code.source.splitlines() if "pip install" in l)
+    line = next(text for text in first_code.source.splitlines() if "pip install" in text)
     return line.strip()
 
 

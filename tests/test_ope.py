@@ -107,7 +107,7 @@ def test_clipping_bounds_weights_and_snips_is_steadier():
 def test_bad_logs_are_explained(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ope.ips(**kwargs)
-    with pytest.raises(ValueError, match="at least 2 folds"):
+    with pytest.raises(ValueError, match="folds must be an integer >= 2"):
         ope.cross_fit(10, None, None, folds=1)
 
 

@@ -3,19 +3,17 @@
 import numpy as np
 import pytest
 import torch
-from conftest import platform_for, scramble_hidden_state
-from test_simulator import synthetic
+from conftest import SMALL, platform_for, scramble_hidden_state, synthetic_ratings
 
 from recnb import ope, ope_sim
 from recnb.platform import PlatformEnv
-from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
+from recnb.simulator import UserSimulator
 
 
 @pytest.fixture(scope="module")
-def setup():
-    ratings, items = synthetic()
-    cal = calibrate(ratings, items, dim=4, seed=0)
-    sim = UserSimulator(cal, SimulatorConfig(horizon=30))
+def setup(make_simulator):
+    sim = make_simulator(horizon=30)
+    ratings, _ = synthetic_ratings(**SMALL)  # what the simulator was calibrated on
     env = PlatformEnv(sim, platform_for(sim))
     train = ratings.assign(user=ratings["user_id"] - 1, item=ratings["item_id"] - 1)
     stats = ope_sim.rating_stats(train, sim.n_calibration_users, sim.n_items)
@@ -114,9 +112,9 @@ def test_bad_inputs_raise_clear_errors(setup):
     with pytest.raises(ValueError, match="n_candidates"):
         ope_sim.LoggingConfig(n_candidates=1)
     with pytest.raises(ValueError, match="beyond"):
-        ope_sim.rating_stats(synthetic()[0].assign(user=100, item=0, rating=3), 60, 50)
+        ope_sim.rating_stats(synthetic_ratings(**SMALL)[0].assign(user=100, item=0, rating=3), 60, 50)
     with pytest.raises(ValueError, match="lacks column"):
-        ope_sim.rating_stats(synthetic()[0], 60, 50)
+        ope_sim.rating_stats(synthetic_ratings(**SMALL)[0], 60, 50)
     small = ope_sim.RatingStats(torch.zeros(2), torch.zeros(2))
     with pytest.raises(ValueError, match="rating stats"):
         ope_sim.collect_logs(env, small, ope_sim.LoggingConfig(n_rounds=10), progress=False)

@@ -18,7 +18,7 @@ def pyproject_requirements():
 
 def environment_requirements():
     lines = (ROOT / "environment.yml").read_text().splitlines()
-    start = next(i for i, l in enumerate(lines) if l.strip() == "- pip:")
+    start = next(i for i, text in enumerate(lines) if text.strip() == "- pip:")
     reqs = set()
     for line in lines[start + 1 :]:
         m = re.match(r"\s+- (.+)$", line)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from conftest import platform_for, scramble_hidden_state
 
+from recnb import stats
 from recnb.agents.dqn import DQN, DQNConfig
 from recnb.platform import PlatformEnv, observe_platform, split_users
 from recnb.policies import (
@@ -111,11 +112,13 @@ def test_diversifying_penalty_moves_choices_after_clicks(tiny_env):
 
 def test_paired_difference_and_tuning():
     a = Evaluation("a", np.array([2.0, 3.0, 4.0, 5.0]), np.ones(4), np.ones(4), seed=0)
-    b = Evaluation("b", np.array([1.0, 2.0, 4.0, 3.0]), np.ones(4), np.ones(4), seed=0)
+    b = Evaluation("b", np.array([1.0, 2.0, 3.0, 3.0]), np.ones(4), np.ones(4), seed=0)
     c = paired_difference(a, b)
-    d = np.array([1.0, 1.0, 0.0, 2.0])
-    assert c.diff == pytest.approx(1.0) and c.ci95 == pytest.approx(1.96 * d.std(ddof=1) / 2)
-    assert c.relative == pytest.approx(1.0 / 2.5) and c.excludes_zero
+    d = np.array([1.0, 1.0, 1.0, 2.0])
+    t3 = 3.182446305284263  # the Student-t 97.5% quantile with 3 degrees of freedom (4 users)
+    assert c.diff == pytest.approx(1.25) and c.ci95 == pytest.approx(t3 * d.std(ddof=1) / 2)
+    assert (c.diff, c.ci95) == stats.paired_ci(a.returns, b.returns)  # the one home of intervals
+    assert c.relative == pytest.approx(1.25 / 2.25) and c.excludes_zero
     with pytest.raises(ValueError, match="same seed"):
         paired_difference(a, Evaluation("b", b.returns, b.lengths, b.click_rates, seed=1))
 

@@ -1,11 +1,11 @@
-"""Tests for recnb.policies on the small synthetic catalogue of test_simulator."""
+"""Tests for recnb.policies on the small synthetic catalogue of conftest."""
 
 import numpy as np
 import pytest
 import torch
 from conftest import platform_for
-from test_simulator import synthetic
 
+from recnb import stats
 from recnb.platform import PlatformEnv
 from recnb.policies import (
     DiversifyingPolicy,
@@ -18,13 +18,12 @@ from recnb.policies import (
     evaluate_policy,
     top_items,
 )
-from recnb.simulator import SimulatorConfig, UserSimulator, calibrate
+from recnb.simulator import SimulatorConfig
 
 
 @pytest.fixture(scope="module")
-def simulator():
-    ratings, items = synthetic()
-    return UserSimulator(calibrate(ratings, items, dim=4, seed=0), SimulatorConfig(horizon=20))
+def simulator(make_simulator):
+    return make_simulator(horizon=20)
 
 
 def test_top_items_respects_mask_and_slate():
@@ -69,6 +68,7 @@ def test_evaluate_policy_reports_means_and_cis(simulator):
     assert isinstance(result, Evaluation) and result.returns.shape == (200,)
     row = result.summary()
     assert row["users"] == 200 and 0 < row["return_ci95"] < row["return"]
+    assert (row["return"], row["return_ci95"]) == stats.mean_ci(result.returns)  # Student t, from recnb.stats
     assert 1 <= result.mean_length <= 20 and 0 <= result.click_rate <= 1
     assert np.all(result.click_rates <= 1)
     again = evaluate_policy(simulator, RandomPolicy(1), n_users=200, seed=3)
@@ -77,5 +77,9 @@ def test_evaluate_policy_reports_means_and_cis(simulator):
     assert set(simulator.state.user.tolist()) <= {1, 2, 3} and held_out.returns.shape == (50,)
     with pytest.raises(ValueError, match="n_users"):
         evaluate_policy(simulator, GreedyPolicy(), n_users=1)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer seed such as 0, got the bool"):
+        evaluate_policy(simulator, GreedyPolicy(), n_users=8, seed=True)
+    with pytest.raises(ValueError, match="RandomPolicy seed"):
+        RandomPolicy(True)
     with pytest.raises(ValueError, match="penalty"):
         DiversifyingPolicy(-1)

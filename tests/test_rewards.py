@@ -49,8 +49,10 @@ def test_settings_map_to_rewards_and_errors_are_clear():
     assert {rewards.SETTINGS[k] for k in ("ads", "content", "e-commerce")} <= set(rewards.REWARDS)
     with pytest.raises(ValueError, match="choose one of"):
         rewards.get("likes")
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(ValueError, match="diversity must be a finite non-negative number"):
         rewards.composite("click", diversity=-1)
+    with pytest.raises(ValueError, match="fatigue must be a finite non-negative number, got the bool"):
+        rewards.composite("click", fatigue=True)
     assert rewards.get(rewards.click) is rewards.click
 
 

@@ -1,21 +1,15 @@
 """recnb.robustness: injected users are well-formed, marked, sized and reproducible."""
 
-import numpy as np
 import pandas as pd
 import pytest
+from conftest import random_ratings
 
 from recnb.robustness import inject_random_raters, inject_shilling_attack
 
 
 @pytest.fixture
 def ratings():
-    rng = np.random.default_rng(0)
-    rows = [
-        (u, i, int(rng.integers(1, 6)), int(rng.integers(1000, 2000)))
-        for u in range(1, 41)
-        for i in rng.choice(np.arange(1, 81), size=int(rng.integers(20, 30)), replace=False)
-    ]
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    return random_ratings(n_users=40, n_items=80, sizes=(20, 30), times=(1000, 2000), seed=0)
 
 
 def test_random_raters(ratings):

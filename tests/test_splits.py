@@ -3,19 +3,14 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import random_ratings
 
 from recnb import splits
 
 
 @pytest.fixture
 def ratings():
-    rng = np.random.default_rng(1)
-    rows = [
-        (u, i, int(rng.integers(1, 6)), int(rng.integers(0, 10_000)))
-        for u in range(1, 31)
-        for i in rng.choice(np.arange(1, 101), size=int(rng.integers(20, 40)), replace=False)
-    ]
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    return random_ratings(n_users=30, n_items=100, sizes=(20, 40), times=(0, 10_000), seed=1)
 
 
 def pairs(frame):

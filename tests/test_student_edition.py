@@ -162,7 +162,8 @@ def test_student_edition_refuses_untagged_solutions(tmp_path):
 def test_paste_solution_replaces_only_the_stub_body():
     exercise = (
         'from recnb.exercises import Case, check\n\ndef area(w, h):\n    """Width times height."""\n'
-        "    # your code here\n    raise NotImplementedError  # replace me\n\nCASES = [Case((2, 3), 6)]\ncheck(area, CASES)\n"
+        "    # your code here\n    raise NotImplementedError  # replace me\n\n"
+        "CASES = [Case((2, 3), 6)]\ncheck(area, CASES)\n"
     )
     solution = (
         "# Reference solution\ndef area_solution(w, h):\n    result = w * h\n    return result\n\n"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .._checks import check_int, check_non_negative, check_seed
 from .tabular import check_epsilon
 
 
@@ -22,14 +23,12 @@ class Bandit:
     name = "bandit"
 
     def __init__(self, n_arms: int, seed: int = 0):
-        if not isinstance(n_arms, (int, np.integer)) or isinstance(n_arms, bool) or n_arms < 1:
-            raise ValueError(f"n_arms must be an integer >= 1, got {n_arms!r}")
-        self.n_arms = int(n_arms)
+        self.n_arms = check_int("n_arms", n_arms, minimum=1)
         self.reset(seed)
 
     def reset(self, seed: int = 0) -> None:
         """Forget everything learned and reseed."""
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(check_seed("seed", seed))
         self.counts = np.zeros(self.n_arms, dtype=np.int64)
         self.values = np.zeros(self.n_arms)
 
@@ -61,14 +60,14 @@ class EpsilonGreedyBandit(Bandit):
 
 
 class UCBBandit(Bandit):
-    """UCB1: every arm once, then ``argmax value + c * sqrt(ln t / pulls)`` -- optimism under uncertainty (notebook 05)."""
+    """UCB1: every arm once, then ``argmax value + c * sqrt(ln t / pulls)`` (notebook 05).
+
+    Optimism under uncertainty: an arm pulled rarely gets a large bonus, so it is tried again."""
 
     name = "UCB"
 
     def __init__(self, n_arms: int, c: float = 1.0, seed: int = 0):
-        if not c >= 0:
-            raise ValueError(f"c (the exploration bonus scale) must be >= 0, got {c}")
-        self.c = float(c)
+        self.c = check_non_negative("c (the exploration bonus scale)", c)
         super().__init__(n_arms, seed)
 
     def select(self) -> int:
@@ -81,8 +80,7 @@ class UCBBandit(Bandit):
 
 def run_bandit(bandit: Bandit, pull: Callable[[int], float], steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Play ``steps`` rounds: select, ``reward = pull(arm)``, update; returns ``(arms, rewards)`` (notebook 05)."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_int("steps", steps, minimum=1)
     arms = np.zeros(steps, dtype=np.int64)
     rewards = np.zeros(steps)
     for t in range(steps):

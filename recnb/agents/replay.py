@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import check_int
+
 OBS_KEYS = ("user", "history", "user_id")
 
 
@@ -26,8 +28,8 @@ class ReplayBuffer:
         device: str | torch.device = "cpu",
         with_immediate: bool = False,
     ):
-        if n_envs < 1 or capacity < n_envs:
-            raise ValueError(f"capacity ({capacity}) must be >= n_envs ({n_envs}) >= 1; raise buffer_size")
+        check_int("n_envs", n_envs, minimum=1)
+        check_int(f"capacity (at least one row of n_envs = {n_envs}; raise buffer_size)", capacity, minimum=n_envs)
         self.rows, self.n_envs, self.device = capacity // n_envs, n_envs, torch.device(device)
         T, B, dev = self.rows, n_envs, self.device
 

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .._checks import check_int, check_probability, check_range, check_seed, need
+
 METHODS = ("q_learning", "sarsa", "expected_sarsa")
 
 
@@ -82,23 +84,13 @@ class TabularMDP:
 
 def check_gamma(gamma: float) -> float:
     """``gamma`` as a float, or a clear error when it is outside [0, 1) (notebook 05)."""
-    if not isinstance(gamma, (int, float, np.floating, np.integer)) or isinstance(gamma, bool) or not 0 <= gamma < 1:
-        raise ValueError(
-            f"gamma (the discount factor) must be in [0, 1), got {gamma!r}; "
-            "values near 1 weigh the far future, 0 is myopic"
-        )
-    return float(gamma)
+    # the name says what the values mean: near 1 weighs the far future, 0 is myopic
+    return check_range("gamma (the discount factor; 0 = myopic, near 1 = far-sighted)", gamma, 0, 1, closed="left")
 
 
 def check_epsilon(epsilon: float, name: str = "epsilon") -> float:
     """``epsilon`` as a float, or a clear error when it is outside [0, 1] (notebook 05)."""
-    if (
-        not isinstance(epsilon, (int, float, np.floating, np.integer))
-        or isinstance(epsilon, bool)
-        or not 0 <= epsilon <= 1
-    ):
-        raise ValueError(f"{name} (an exploration probability) must be in [0, 1], got {epsilon!r}")
-    return float(epsilon)
+    return check_probability(f"{name} (an exploration probability)", epsilon)
 
 
 # ---------------------------------------------------------------- planning (exact)
@@ -177,7 +169,9 @@ def _as_stochastic(policy: np.ndarray, mdp: TabularMDP) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TDConfig:
-    """Hyperparameters of tabular TD control, the ones the source article lists and more (notebook 05)."""
+    """Hyperparameters of tabular TD control, the ones the source article lists and more (notebook 05).
+
+    Frozen, and validated on creation."""
 
     episodes: int = 3000
     """Training episodes sampled from the model."""
@@ -201,21 +195,17 @@ class TDConfig:
     """Seed of the episode sampler and of exploration."""
 
     def __post_init__(self):
-        check_gamma(self.gamma)
-        check_epsilon(self.epsilon_start, "epsilon_start")
-        check_epsilon(self.epsilon_end, "epsilon_end")
-        for name in ("episodes", "max_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"TDConfig.{name} must be an integer >= 1, got {value!r}")
-        if not 0 < self.learning_rate <= 1:
-            raise ValueError(f"TDConfig.learning_rate must be in (0, 1], got {self.learning_rate}")
-        if not 0.5 < self.lr_power <= 1 and self.lr_power != 0:
-            raise ValueError(f"TDConfig.lr_power must be in (0.5, 1] (or 0 for a constant step), got {self.lr_power}")
-        if not 0 <= self.lr_min <= self.learning_rate:
-            raise ValueError(f"TDConfig.lr_min must be in [0, learning_rate], got {self.lr_min}")
-        if not 0 < self.epsilon_decay_fraction <= 1:
-            raise ValueError(f"TDConfig.epsilon_decay_fraction must be in (0, 1], got {self.epsilon_decay_fraction}")
+        check_int("TDConfig.episodes", self.episodes, minimum=1)
+        check_range("TDConfig.gamma (the discount factor)", self.gamma, 0, 1, closed="left")
+        check_range("TDConfig.learning_rate", self.learning_rate, 0, 1, closed="right")
+        if isinstance(self.lr_power, bool) or self.lr_power != 0:  # 0: a constant step size
+            check_range("TDConfig.lr_power (or 0 for a constant step)", self.lr_power, 0.5, 1, closed="right")
+        check_range("TDConfig.lr_min (at most learning_rate)", self.lr_min, 0, self.learning_rate)
+        check_probability("TDConfig.epsilon_start", self.epsilon_start)
+        check_probability("TDConfig.epsilon_end", self.epsilon_end)
+        check_range("TDConfig.epsilon_decay_fraction", self.epsilon_decay_fraction, 0, 1, closed="right")
+        check_int("TDConfig.max_steps", self.max_steps, minimum=1)
+        check_seed("TDConfig.seed", self.seed)
 
     def epsilon(self, episode: int) -> float:
         """Exploration rate of an episode: linear from ``epsilon_start`` to ``epsilon_end``, then flat."""
@@ -342,12 +332,10 @@ def train_td(
     once, so ``parallel=1`` is the textbook one-update-per-step algorithm. ``eval_every`` > 0
     records the exact value of the greedy policy every so many finished episodes (the learning curve).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    need(method in METHODS, f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(config, TDConfig):
         raise TypeError(f"config must be a TDConfig, got {type(config).__name__}")
-    if not isinstance(parallel, (int, np.integer)) or parallel < 1:
-        raise ValueError(f"parallel must be an integer >= 1, got {parallel!r}")
+    check_int("parallel", parallel, minimum=1)
     gamma, S, A, E = config.gamma, mdp.n_states, mdp.n_actions, config.episodes
     env = ModelSampler(mdp, seed=config.seed)
     rng = np.random.default_rng([config.seed, 1])  # exploration draws, apart from the world's draws
