@@ -15,6 +15,7 @@ Frames are rows of ``MovieLens.indexed()`` (0-based ``user``/``item``); every ra
 from __future__ import annotations
 
 import copy
+import re
 import time
 from dataclasses import dataclass
 
@@ -25,8 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._checks import check_finite_parameters, check_numbers, finite_or_raise
-from .metrics import FullRankingEvaluator, _pairs, interaction_matrix, torch_threads
+from ._checks import check_finite_parameters, check_int, check_numbers, check_seed, finite_or_raise, is_int, need
+from .metrics import METRICS, FullRankingEvaluator, _pairs, interaction_matrix, torch_threads
+from .precision import MixedPrecision, check_precision
+from .tracking import log_epoch, log_final
 
 
 class Recommender:
@@ -35,18 +38,23 @@ class Recommender:
     name = "recommender"
 
     def __init__(self, n_users: int, n_items: int):
-        if n_users <= 0 or n_items <= 0:
-            raise ValueError(f"n_users and n_items must be positive, got {n_users}, {n_items}")
+        need(n_users > 0 and n_items > 0, f"n_users and n_items must be positive, got {n_users}, {n_items}")
         self.n_users, self.n_items = int(n_users), int(n_items)
         self.history: list[dict] = []  # one dict an epoch (trained models) or a tried setting (kNN)
         self.fit_seconds = 0.0  # wall-clock seconds of the last fit
         self.fit_cpu_seconds = 0.0  # CPU seconds of the last fit: what it costs on an idle machine
         self._fitted = False
 
-    def fit(self, train, valid=None) -> Recommender:
-        """Learn from ``train`` (a frame of 0-based ``user``/``item`` rows); ``valid`` guides model selection."""
-        wall, cpu = time.perf_counter(), time.process_time()
+    def fit(self, train, valid=None, logger=None) -> Recommender:
+        """Learn from ``train`` (a frame of 0-based ``user``/``item`` rows); ``valid`` guides model selection.
+
+        ``logger`` (trained models; e.g. :class:`recnb.tracking.RunLogger`) gets ``train/loss``, ``train/lr`` and
+        ``valid/<metric>`` each epoch, then ``log_hparams`` of the config and final metrics. What ``logger.log``
+        raises propagates (an Optuna pruning hook raises ``optuna.TrialPruned`` there).
+        """
+        wall, cpu, self._logger = time.perf_counter(), time.process_time(), logger
         self._fit(train, valid)
+        self._logger = None  # a finished model holds no logger (each fit is given its own)
         self.fit_seconds, self.fit_cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
         self._fitted = True
         return self
@@ -66,16 +74,14 @@ class Recommender:
 
     def recommend(self, user: int, k: int = 10, exclude=None) -> np.ndarray:
         """Top-``k`` item indices for one user, skipping items in ``exclude`` (e.g. their training items)."""
-        if k <= 0:
-            raise ValueError(f"k must be positive, got {k}")
+        need(k > 0, f"k must be positive, got {k}")
         s = self.scores(torch.tensor([user]))[0].clone()
         if exclude is not None and len(exclude):
             s[torch.tensor(np.asarray(exclude), dtype=torch.long)] = float("-inf")
         return torch.sort(s, descending=True, stable=True).indices[:k].numpy()
 
     def _matrix(self, frame, what="train") -> torch.Tensor:
-        if len(frame) == 0:
-            raise ValueError(f"the {what} set is empty: nothing to learn from")
+        need(len(frame) > 0, f"the {what} set is empty: nothing to learn from")
         return interaction_matrix(frame, self.n_users, self.n_items, what)
 
     def __repr__(self) -> str:
@@ -94,8 +100,8 @@ class RandomRecommender(Recommender):
         super().__init__(n_users, n_items)
         self.seed = seed
 
-    def fit(self, train=None, valid=None) -> RandomRecommender:
-        return super().fit(train, valid)
+    def fit(self, train=None, valid=None, logger=None) -> RandomRecommender:
+        return super().fit(train, valid, logger)
 
     def _fit(self, train, valid):
         gen = torch.Generator().manual_seed(self.seed)
@@ -127,8 +133,7 @@ class ItemKNN(Recommender):
 
     def __init__(self, n_users: int, n_items: int, neighbours: int = 100, candidates=(20, 50, 100, 200, 400)):
         super().__init__(n_users, n_items)
-        if neighbours <= 0 or any(c <= 0 for c in candidates):
-            raise ValueError("neighbours must be positive")
+        need(neighbours > 0 and all(c > 0 for c in candidates), "neighbours and candidates must be positive")
         self.neighbours, self.candidates = int(neighbours), tuple(candidates)
 
     def _fit(self, train, valid):
@@ -143,8 +148,7 @@ class ItemKNN(Recommender):
             for k in self.candidates:
                 self._set_neighbours(k)
                 self.history.append({"neighbours": k, "valid_NDCG@10": ev.evaluate(self)["NDCG@10"]})
-            best = max(self.history, key=lambda h: h["valid_NDCG@10"])
-            self.neighbours = best["neighbours"]
+            self.neighbours = max(self.history, key=lambda h: h["valid_NDCG@10"])["neighbours"]
         self._set_neighbours(self.neighbours)
 
     def _set_neighbours(self, k: int) -> None:
@@ -160,9 +164,9 @@ class ItemKNN(Recommender):
 # ---------------------------------------------------------------- trained with early stopping
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Options shared by the torch models: optimiser, epochs and early stopping on validation."""
+    """Options shared by the torch models: optimiser, epochs, early stopping; frozen, validated (notebook 02)."""
 
     lr: float = 5e-3
     """Adam learning rate."""
@@ -184,8 +188,22 @@ class TrainConfig:
     """CPU threads while training (None: torch's default). These models run many tiny ops, where a
     second thread costs more in synchronisation than it saves (and thrashes on a busy machine)."""
 
+    def __post_init__(self):
+        name = type(self).__name__
+        rates = [n for n in ("reg", "weight_decay") if hasattr(self, n)]
+        check_numbers(name, self, positive=("lr",), non_negative=rates)
+        for field in ("batch_size", "max_epochs", "eval_every", "patience", "dim", "negatives"):
+            if hasattr(self, field):
+                check_int(f"{name}.{field}", getattr(self, field), minimum=1)
+        check_seed(f"{name}.seed", self.seed)
+        if self.threads is not None:
+            check_int(f"{name}.threads", self.threads, minimum=1)
+        need(isinstance(self.progress, bool), f"{name}.progress must be True or False, got {self.progress!r}")
+        ok = isinstance(self.metric, str) and re.fullmatch(rf"({'|'.join(METRICS)})@[1-9]\d*", self.metric)
+        need(ok, f"{name}.metric must be one of {METRICS} with a cut-off, e.g. 'NDCG@10'; got {self.metric!r}")
 
-@dataclass
+
+@dataclass(frozen=True)
 class BPRConfig(TrainConfig):
     """BPR matrix factorisation (Rendle et al., 2009) hyperparameters; defaults tuned on Track A validation."""
 
@@ -195,13 +213,15 @@ class BPRConfig(TrainConfig):
     """L2 penalty on the user, positive-item and negative-item factors of each triple (per example).
     Chosen on Track A validation NDCG@10 from {1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1}: 1e-2 was best."""
     patience: int = 5
+    """Stop after this many evaluations without a new best validation metric; the best weights are kept."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class NeuMFConfig(TrainConfig):
     """NeuMF / NCF (He et al., 2017) hyperparameters: a GMF branch and an MLP branch, BCE loss."""
 
     lr: float = 2e-3
+    """Adam learning rate."""
     dim: int = 32
     """Embedding size of each branch (GMF and MLP have their own embeddings)."""
     hidden: tuple = (64, 32)
@@ -210,6 +230,15 @@ class NeuMFConfig(TrainConfig):
     """Sampled unrated items per rated one (the NCF paper's default)."""
     weight_decay: float = 1e-6
     """Adam L2 weight decay."""
+    precision: str = "fp32"
+    """Training arithmetic: ``"fp32"``, ``"bf16"`` (autocast; CPU or CUDA) or ``"fp16"`` (autocast with a
+    gradient scaler; CUDA only). Weights and scores stay float32 (docs/training.md)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        ok = isinstance(self.hidden, tuple) and self.hidden and all(is_int(h) and h >= 1 for h in self.hidden)
+        need(ok, f"NeuMFConfig.hidden must be a non-empty tuple of positive integers, got {self.hidden!r}")
+        check_precision("NeuMFConfig", self.precision)
 
 
 class TorchRecommender(Recommender):
@@ -226,19 +255,11 @@ class TorchRecommender(Recommender):
         super().__init__(n_users, n_items)
         self.config = config or self.config_class()
         if not isinstance(self.config, self.config_class):
-            raise TypeError(
-                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(self.config).__name__}"
-            )
-        c = self.config
-        check_numbers(
-            type(c).__name__,
-            c,
-            positive=("lr",),
-            non_negative=tuple(n for n in ("reg", "weight_decay") if hasattr(c, n)),
-        )
-        if c.lr <= 0 or c.batch_size <= 0 or c.max_epochs <= 0 or c.eval_every <= 0 or c.patience <= 0:
-            raise ValueError("lr, batch_size, max_epochs, eval_every and patience must all be positive")
-        torch.manual_seed(c.seed)
+            want, got = self.config_class.__name__, type(self.config).__name__
+            raise TypeError(f"{type(self).__name__} needs a {want}, got {got}")
+        # the baselines train on the CPU; only NeuMFConfig has a precision option
+        self.mixed = MixedPrecision(getattr(self.config, "precision", "fp32"), "cpu", type(self.config).__name__)
+        torch.manual_seed(self.config.seed)
         self.net = self._build()
         self.best_epoch = 0
 
@@ -249,18 +270,16 @@ class TorchRecommender(Recommender):
         raise NotImplementedError
 
     def _fit(self, train, valid):
-        """Train on ``train``; with ``valid``, stop when the validation metric stops improving."""
         with torch_threads(self.config.threads):
             self._train(train, valid)
+        log_final(self._logger, self.config, self.history, self.best_epoch)
 
     def _train(self, train, valid):
         c, start = self.config, time.perf_counter()
         self._seen = self._matrix(train)
         users, items = (torch.from_numpy(a) for a in _pairs(train, self.n_users, self.n_items, "train"))
-        evaluator = None
-        if valid is not None:
-            k = int(c.metric.split("@")[1]) if "@" in c.metric else 10
-            evaluator = FullRankingEvaluator(train, valid, self.n_users, self.n_items, ks=(k,))
+        k = int(c.metric.split("@")[1])
+        evaluator = None if valid is None else FullRankingEvaluator(train, valid, self.n_users, self.n_items, ks=(k,))
         gen = torch.Generator().manual_seed(c.seed)
         optimiser = self._optimiser()
         best, best_state, waited = -np.inf, None, 0
@@ -283,6 +302,7 @@ class TorchRecommender(Recommender):
                     waited += 1
                 bar.set_postfix(loss=f"{loss:.4f}", **{c.metric: f"{value:.4f}"})
             self.history.append(row)
+            log_epoch(self._logger, row, optimiser.param_groups[0]["lr"])
             if waited >= c.patience:
                 break
         if best_state is not None:
@@ -295,18 +315,23 @@ class TorchRecommender(Recommender):
         return torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
 
     def _diverged_fix(self) -> str:
-        c = self.config
-        default = type(c).__dataclass_fields__["lr"].default
+        c, default = self.config, type(self.config).__dataclass_fields__["lr"].default
         return f"lower {type(c).__name__}.lr (now {c.lr:g}; the default is {default:g})"
 
-    def _finite_loss(self, loss, step: int) -> float:
-        """The batch loss as a float (read for the epoch's mean anyway); raises TrainingDiverged when NaN or infinite."""
-        return finite_or_raise(
-            loss,
-            where=f"{type(self).__name__} training",
-            step=f"epoch {getattr(self, '_epoch_number', '?')}, step {step}",
-            fix=self._diverged_fix(),
-        )
+    def _minibatches(self, n: int, optimiser, gen, batch_loss) -> float:
+        """One epoch: ``n`` examples in random minibatches, a step on each ``batch_loss(idx)``; the mean loss.
+
+        Each batch loss is read as a float (for the mean anyway) and raises TrainingDiverged when NaN or infinite.
+        """
+        order, total, where = torch.randperm(n, generator=gen), 0.0, f"{type(self).__name__} training"
+        for step, lo in enumerate(range(0, n, self.config.batch_size), 1):
+            idx = order[lo : lo + self.config.batch_size]
+            loss = batch_loss(idx)
+            optimiser.zero_grad()
+            self.mixed.step(loss, optimiser)
+            at = f"epoch {self._epoch_number}, step {step}"
+            total += finite_or_raise(loss, where=where, step=at, fix=self._diverged_fix()) * len(idx)
+        return total / n
 
     def _negatives(self, users, gen) -> torch.Tensor:
         """Uniform random items, resampled (twice) where the user rated them: near-exact unrated negatives."""
@@ -326,8 +351,7 @@ class TorchRecommender(Recommender):
 class _MF(nn.Module):
     def __init__(self, n_users, n_items, dim):
         super().__init__()
-        self.user = nn.Embedding(n_users, dim)
-        self.item = nn.Embedding(n_items, dim)
+        self.user, self.item = nn.Embedding(n_users, dim), nn.Embedding(n_items, dim)
         self.bias = nn.Embedding(n_items, 1)
         for emb in (self.user, self.item):
             nn.init.normal_(emb.weight, std=0.1)
@@ -347,22 +371,16 @@ class BPR(TorchRecommender):
         return _MF(self.n_users, self.n_items, self.config.dim)
 
     def _epoch(self, users, items, optimiser, gen) -> float:
-        c, total = self.config, 0.0
-        order = torch.randperm(len(users), generator=gen)
-        for step, lo in enumerate(range(0, len(order), c.batch_size), 1):
-            idx = order[lo : lo + c.batch_size]
+        def batch_loss(idx):
             u, i = users[idx], items[idx]
             j = self._negatives(u, gen)
             pu, qi, qj = self.net.user(u), self.net.item(i), self.net.item(j)
             bias = self.net.bias.weight.squeeze(1)
             diff = (pu * (qi - qj)).sum(1) + bias[i] - bias[j]  # x_ui - x_uj
             factors = pu.pow(2).sum() + qi.pow(2).sum() + qj.pow(2).sum()
-            loss = -F.logsigmoid(diff).mean() + c.reg * factors / len(idx)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += self._finite_loss(loss, step) * len(idx)
-        return total / len(users)
+            return -F.logsigmoid(diff).mean() + self.config.reg * factors / len(idx)
+
+        return self._minibatches(len(users), optimiser, gen, batch_loss)
 
     def _scores(self, users):
         net = self.net
@@ -414,24 +432,19 @@ class NeuMF(TorchRecommender):
         return torch.optim.Adam(self.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     def _epoch(self, users, items, optimiser, gen) -> float:
-        c, total = self.config, 0.0
+        negatives = self.config.negatives
         # each rating plus `negatives` unrated items for the same user, labelled 1 and 0
-        u_all = users.repeat(1 + c.negatives)
-        i_all = torch.cat([items, self._negatives(users.repeat(c.negatives), gen)])
-        y_all = torch.cat([torch.ones(len(items)), torch.zeros(len(items) * c.negatives)])
-        order = torch.randperm(len(u_all), generator=gen)
-        for step, lo in enumerate(range(0, len(order), c.batch_size), 1):
-            idx = order[lo : lo + c.batch_size]
-            loss = F.binary_cross_entropy_with_logits(self.net(u_all[idx], i_all[idx]), y_all[idx])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += self._finite_loss(loss, step) * len(idx)
-        return total / len(u_all)
+        u_all = users.repeat(1 + negatives)
+        i_all = torch.cat([items, self._negatives(users.repeat(negatives), gen)])
+        y_all = torch.cat([torch.ones(len(items)), torch.zeros(len(items) * negatives)])
+
+        def batch_loss(idx):
+            with self.mixed.autocast():  # fp32: a disabled context, the plain float32 step
+                logits = self.net(u_all[idx], i_all[idx])
+            return F.binary_cross_entropy_with_logits(logits.float(), y_all[idx])
+
+        return self._minibatches(len(u_all), optimiser, gen, batch_loss)
 
     def _scores(self, users):
-        return (
-            torch.cat([self.net.all_items(chunk) for chunk in users.split(128)])
-            if len(users)
-            else torch.empty(0, self.n_items)
-        )
+        chunks = [self.net.all_items(chunk) for chunk in users.split(128)]
+        return torch.cat(chunks) if chunks else torch.empty(0, self.n_items)

@@ -36,13 +36,22 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._checks import check_finite_parameters, check_numbers, finite_or_raise
+from ._checks import (
+    check_finite_parameters,
+    check_int,
+    check_numbers,
+    check_probability,
+    check_seed,
+    finite_or_raise,
+    need,
+)
 from .metrics import FullRankingEvaluator
+from .tracking import log_epoch, log_final
 
 
-@dataclass
+@dataclass(frozen=True)
 class SequentialConfig:
-    """Hyperparameters of the sequential recommender and its optional Q-head (notebook 07)."""
+    """Hyperparameters of the sequential recommender and its optional Q-head; frozen, validated (notebook 07)."""
 
     dim: int = 64
     """Size of item embeddings and of the GRU state."""
@@ -78,24 +87,19 @@ class SequentialConfig:
     """CPU threads while training (None: torch's default)."""
 
     def __post_init__(self):
-        check_numbers(
-            "SequentialConfig",
-            self,
-            positive=("lr",),
-            non_negative=("q_weight",),
-            finite=("gamma", "target_tau", "dropout"),
-        )
-        if not 0 <= self.gamma < 1:
-            raise ValueError(f"gamma must be in [0, 1), got {self.gamma}")
-        if not 0 < self.target_tau <= 1:
-            raise ValueError(f"target_tau must be in (0, 1], got {self.target_tau}")
-        for name in ("dim", "max_len", "batch_size", "max_epochs", "patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.q_weight < 0:
-            raise ValueError("lr must be > 0 and q_weight >= 0")
-        if not 0 <= self.dropout <= 1:
-            raise ValueError(f"dropout must be in [0, 1], got {self.dropout}")
+        name = "SequentialConfig"
+        check_numbers(name, self, positive=("lr",), non_negative=("q_weight",), finite=("gamma", "target_tau"))
+        need(0 <= self.gamma < 1, f"{name}.gamma must be in [0, 1), got {self.gamma}; use e.g. 0.5")
+        need(0 < self.target_tau <= 1, f"{name}.target_tau must be in (0, 1] (1 = hard copy), got {self.target_tau}")
+        check_probability(f"{name}.dropout", self.dropout)
+        for field in ("dim", "max_len", "batch_size", "max_epochs", "patience"):
+            check_int(f"{name}.{field}", getattr(self, field), minimum=1)
+        for field in ("train_tail", "threads"):
+            if getattr(self, field) is not None:
+                check_int(f"{name}.{field}", getattr(self, field), minimum=1)
+        check_seed(f"{name}.seed", self.seed)
+        for field in ("q_head", "text", "progress"):
+            need(isinstance(getattr(self, field), bool), f"{name}.{field} must be True or False")
 
 
 class _Encoder(nn.Module):
@@ -153,7 +157,10 @@ def _windows(histories: list[np.ndarray], rewards: list[np.ndarray], max_len: in
             rew.append(row_r)
             lengths.append(k)
             done.append(stop == n)
-    as_t = lambda a, dt: torch.as_tensor(np.stack(a) if isinstance(a[0], np.ndarray) else np.array(a), dtype=dt)
+
+    def as_t(a, dt):
+        return torch.as_tensor(np.stack(a) if isinstance(a[0], np.ndarray) else np.array(a), dtype=dt)
+
     return (
         as_t(inputs, torch.long),
         as_t(targets, torch.long),
@@ -232,21 +239,26 @@ class SequentialRecommender:
         td = F.smooth_l1_loss(q_taken[used], target[used])
         return ce + cfg.q_weight * td, ce.detach(), td.detach()
 
-    def fit(self, train, valid=None) -> SequentialRecommender:
-        """Train on ``train`` (Track B training part); early-stop on ``valid`` NDCG@10 when given.
+    def fit(self, train, valid=None, logger=None) -> SequentialRecommender:
+        """Train on ``train`` (Track B training part); early-stop on ``valid`` NDCG@10 when given (notebook 07).
 
         A loss that turns NaN or infinite (checked every step) or a weight that does (checked after every epoch)
-        stops training with :class:`recnb._checks.TrainingDiverged` (a ``FloatingPointError``).
+        stops training with :class:`recnb._checks.TrainingDiverged` (a ``FloatingPointError``). ``logger`` (e.g.
+        :class:`recnb.tracking.RunLogger`) gets ``train/loss`` (and ``train/ce_loss``, ``train/td_loss``),
+        ``train/lr`` and ``valid/NDCG@10`` each epoch, then ``log_hparams`` of the config and final metrics;
+        what ``logger.log`` raises propagates.
         """
         threads = torch.get_num_threads()
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         try:
-            return self._fit(train, valid)
+            self._fit(train, valid, logger)
         finally:
             torch.set_num_threads(threads)
+        log_final(logger, self.config, self.history, self.best_epoch)
+        return self
 
-    def _fit(self, train, valid):
+    def _fit(self, train, valid, logger):
         cfg, start = self.config, time.perf_counter()
         seqs, rews = _histories(train, self.n_users)
         if cfg.train_tail:
@@ -290,6 +302,7 @@ class SequentialRecommender:
             check_finite_parameters(self.net, where=where, step=f"epoch {epoch}", fix=fix)
             row = {
                 "epoch": epoch,
+                "loss": (ce_sum + cfg.q_weight * td_sum) / len(order),
                 "ce_loss": ce_sum / len(order),
                 "td_loss": td_sum / len(order),
                 "seconds": time.perf_counter() - start,
@@ -302,6 +315,7 @@ class SequentialRecommender:
                     waited += 1
                 bar.set_postfix(ndcg=f"{value:.4f}")
             self.history.append(row)
+            log_epoch(logger, row, opt.param_groups[0]["lr"])
             if waited >= cfg.patience:
                 break
         if best_state is not None:
@@ -310,7 +324,6 @@ class SequentialRecommender:
             self.best_epoch = len(self.history)
         self.net.eval()
         self.fit_seconds = time.perf_counter() - start
-        return self
 
     # ------------------------------------------------------------ scoring
     def scorer(self, *frames):

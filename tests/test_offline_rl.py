@@ -79,3 +79,47 @@ def test_clear_errors():
         SequentialRecommender(3, 4, SequentialConfig(text=True))
     with pytest.raises(ValueError, match="rows"):
         SequentialRecommender(3, 4, SequentialConfig(text=True), text_vectors=np.zeros((5, 2)))
+
+
+def test_fit_logs_each_epoch_and_the_final_hparams(tmp_path):
+    from recnb import tracking
+
+    logs = _cyclic_logs()
+    train, valid = logs[logs["timestamp"] < 12], logs[logs["timestamp"] == 12]
+    cfg = SequentialConfig(dim=8, max_len=6, q_head=True, max_epochs=3, patience=3, progress=False, threads=1)
+    with tracking.RunLogger(tmp_path / "sqn") as logger:
+        model = SequentialRecommender(30, 20, cfg).fit(train, valid, logger=logger)
+    frame = tracking.read_scalars(tmp_path)
+    tags = set(frame.tag)
+    assert {"train/loss", "train/ce_loss", "train/td_loss", "train/lr", "valid/NDCG@10", "final/best_epoch"} <= tags
+    assert frame[frame.tag == "valid/NDCG@10"].value.tolist() == pytest.approx(
+        [row["valid_NDCG@10"] for row in model.history], rel=1e-6
+    )
+    row = model.history[0]  # the logged loss is the one trained on: cross-entropy + q_weight * TD
+    assert row["loss"] == pytest.approx(row["ce_loss"] + cfg.q_weight * row["td_loss"])
+
+
+def test_an_exception_in_the_logger_stops_fit():
+    from recnb.tracking import CallbackLogger
+
+    class Pruned(Exception):
+        pass
+
+    def prune(step, scalars):
+        raise Pruned
+
+    logs = _cyclic_logs()
+    model = SequentialRecommender(30, 20, SequentialConfig(dim=8, max_len=6, max_epochs=3, progress=False, threads=1))
+    with pytest.raises(Pruned):
+        model.fit(logs, logger=CallbackLogger(prune))
+    assert len(model.history) == 1
+
+
+def test_config_is_frozen_and_validated():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        SequentialConfig().lr = 1.0
+    for bad in (dict(dim=0), dict(seed=-1), dict(q_head="yes"), dict(train_tail=0), dict(max_len=2.5)):
+        with pytest.raises(ValueError, match="SequentialConfig"):
+            SequentialConfig(**bad)

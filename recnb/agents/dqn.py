@@ -18,36 +18,41 @@ Usage::
     agent = DQN(env, DQNConfig(total_steps=100_000))
     agent.train()
     evaluate_policy(PlatformEnv(sim_eval, platform, users=eval_users), agent.policy(), n_users=2000, seed=1)
+
+Options (docs/training.md): validation-based model selection (``DQNConfig.eval_every``), TensorBoard curves
+(``train(logger=...)``), mixed precision (``DQNConfig.precision``), checkpoints (``save``, ``load_or_train``).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from .._checks import check_finite_parameters, check_numbers, finite_or_raise
-from ..platform import observe_platform
-from .networks import NaiveQNetwork, QNetwork, genre_shares
+from .. import checkpoints as ckpts
+from .._checks import check_finite_parameters, check_int, check_numbers, check_range, check_seed, finite_or_raise, need
+from ..config import device as resolve_device
+from ..policies import NEG, evaluate_policy  # NEG: Q of an unavailable item, never chosen nor bootstrapped from
+from ..precision import MixedPrecision, check_precision
+from ..tracking import hparams_of, log_rollout
+from .networks import NaiveQNetwork, QNetwork
+from .observe import genre_shares, observe_platform
 from .replay import ReplayBuffer
 
-NEG = -1e9  # Q of an unavailable item: never chosen, never bootstrapped from
 CHECK_WEIGHTS_EVERY = 500  # gradient updates between checks that the networks' weights are finite (one sync on CUDA)
+NETWORKS, DEVICES = ("qnet", "naive"), ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class DQNConfig:
-    """Hyperparameters of :class:`DQN` (notebook 06). Validated on creation: every rate is a finite number.
-
-    ``learning_starts > total_steps`` is refused by :meth:`DQN.train`, which knows the budget actually trained
-    to (its ``total_steps`` argument, or a resumed agent's ``DQN.load(..., total_steps=...)``).
-    """
+    """Hyperparameters of :class:`DQN` (notebook 06); frozen, validated on creation. ``learning_starts >
+    total_steps`` is refused by :meth:`DQN.train`, which knows the budget actually trained to (its ``total_steps``
+    argument, or a resumed agent's ``DQN.load(..., total_steps=...)``)."""
 
     seed: int = 0
     """Seeds the networks, exploration, replay sampling and the simulated users."""
@@ -105,79 +110,47 @@ class DQNConfig:
     """``"qnet"`` (state and item features) or ``"naive"`` (the article's user-id x item-id embeddings)."""
     device: str = "auto"
     """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``."""
-    autocast: bool = True
-    """Mixed precision (bfloat16 autocast) for the networks on CUDA; ignored on CPU."""
+    precision: str = "fp32"
+    """``"fp32"``, ``"bf16"`` (autocast, CPU or CUDA) or ``"fp16"`` (autocast + gradient scaling, CUDA only)."""
     log_every: int = 10
     """Collection steps between logged points of the training curves."""
+    eval_every: int = 0
+    """Gradient updates between evaluations on validation users (0: never); needs ``train(valid_env=...)``.
+    The best evaluated weights are kept, and reloaded when training ends (early stopping's model selection)."""
+    eval_users: int = 500
+    """Simulated validation users per evaluation: the same users and draws every time (``eval_seed``)."""
+    eval_seed: int = 1
+    """Seed of the validation users' draws (common random numbers across evaluations)."""
 
     def __post_init__(self):
-        def need(ok: bool, what: str):
-            if not ok:
-                raise ValueError(f"DQNConfig: {what}")
-
-        def is_int(v):
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-        check_numbers(
-            "DQNConfig",
-            self,
-            finite=(
-                "learning_rate",
-                "gamma",
-                "tau",
-                "epsilon_start",
-                "epsilon_end",
-                "exploration_fraction",
-                "item_lr_scale",
-                "huber_delta",
-                "max_grad_norm",
-                "fatigue_init",
-            ),
-        )
-        for name in (
-            "total_steps",
-            "n_envs",
-            "buffer_size",
-            "batch_size",
-            "n_step",
-            "target_update_every",
-            "updates_per_collect",
-            "embed_dim",
-            "hidden",
-            "log_every",
-        ):
-            need(
-                is_int(getattr(self, name)) and getattr(self, name) >= 1,
-                f"{name} must be an integer >= 1, got {getattr(self, name)!r}",
-            )
-        need(is_int(self.seed) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
-        need(
-            is_int(self.learning_starts) and self.learning_starts >= 0,
-            f"learning_starts must be an integer >= 0, got {self.learning_starts!r}",
-        )
-        need(0 <= self.gamma < 1, f"gamma must be in [0, 1), got {self.gamma}; use e.g. 0.9")
-        for name in ("epsilon_start", "epsilon_end"):
-            need(0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1], got {getattr(self, name)}")
-        need(
-            0 < self.exploration_fraction <= 1,
-            f"exploration_fraction must be in (0, 1], got {self.exploration_fraction}",
-        )
-        need(0 < self.tau <= 1, f"tau must be in (0, 1] (1 = hard update), got {self.tau}")
-        need(self.item_lr_scale > 0, f"item_lr_scale must be > 0, got {self.item_lr_scale}")
-        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        need(np.isfinite(self.fatigue_init), f"fatigue_init must be a finite number, got {self.fatigue_init}")
-        need(self.huber_delta > 0 and self.max_grad_norm > 0, "huber_delta and max_grad_norm must be > 0")
+        name = "DQNConfig"
+        positive = ("learning_rate", "item_lr_scale", "huber_delta", "max_grad_norm")
+        check_numbers(name, self, positive=positive, finite=("fatigue_init",))
+        counts = ("total_steps", "n_envs", "buffer_size", "batch_size", "n_step", "target_update_every")
+        for field in (*counts, "updates_per_collect", "embed_dim", "hidden", "log_every"):
+            check_int(f"{name}.{field}", getattr(self, field), minimum=1)
+        for field, minimum in (("learning_starts", 0), ("eval_every", 0), ("eval_users", 2)):
+            check_int(f"{name}.{field}", getattr(self, field), minimum=minimum)
+        for field in ("seed", "eval_seed"):
+            check_seed(f"{name}.{field}", getattr(self, field))
+        unit = (("gamma", "left"), ("epsilon_start", "both"), ("epsilon_end", "both"), ("tau", "right"))
+        for field, closed in (*unit, ("exploration_fraction", "right")):  # in [0, 1]; tau = 1 is a hard update
+            check_range(f"{name}.{field}", getattr(self, field), 0, 1, closed=closed)
         need(
             self.buffer_size >= self.n_envs * max(self.n_step, 2),
-            f"buffer_size ({self.buffer_size}) must hold at least n_envs * max(n_step, 2) = "
+            f"{name}.buffer_size ({self.buffer_size}) must hold at least n_envs * max(n_step, 2) = "
             f"{self.n_envs * max(self.n_step, 2)} transitions; raise buffer_size or lower n_envs",
         )
-        need(self.network in ("qnet", "naive"), f"network must be 'qnet' or 'naive', got {self.network!r}")
-        need(self.device in ("auto", "cpu", "cuda"), f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
-        need(
-            all(isinstance(v, bool) for v in (self.double_dqn, self.autocast, self.linear_items, self.fatigue_term)),
-            "double_dqn, autocast, linear_items and fatigue_term must be True or False",
-        )
+        need(self.network in NETWORKS, f"{name}.network must be one of {NETWORKS}, got {self.network!r}")
+        need(self.device in DEVICES, f"{name}.device must be one of {DEVICES}, got {self.device!r}")
+        for field in ("double_dqn", "linear_items", "fatigue_term"):
+            need(isinstance(getattr(self, field), bool), f"{name}.{field} must be True or False")
+        check_precision(name, self.precision)
+
+    @property
+    def autocast(self) -> bool:
+        """Whether the networks run under autocast (``precision`` other than ``"fp32"``)."""
+        return self.precision != "fp32"
 
     def epsilon(self, step: int) -> float:
         """Linear epsilon schedule at environment step ``step``."""
@@ -232,14 +205,17 @@ def dqn_targets(agent: DQN, batch: dict) -> torch.Tensor:
 # ---------------------------------------------------------------- the agent
 
 
-class DQN:
+class DQN(ckpts.AgentCheckpoints):
     """A DQN agent collecting from a batch of simulated users seen by the platform (notebook 06).
 
     ``env`` (a ``recnb.platform.PlatformEnv``) needs ``reset(n_users, seed)``, ``step(actions)``,
     ``reset_where(mask)``; ``observe(env)`` returns ``{"user", "history", "user_id", "mask"}`` tensors
     (and optionally ``immediate``); ``item_feats`` [N, F] describe items (default: ``env.item_features()``).
-    ``targets`` computes TD targets (tests swap in broken ones to show each rule matters).
+    ``targets`` computes TD targets (tests swap in broken ones to show each rule matters). ``fingerprint``: what
+    else the weights depend on (e.g. ``{"data": "Track A split 0"}``), checked by :meth:`load` (docs/training.md).
     """
+
+    config_class = DQNConfig  # what recnb.checkpoints.AgentCheckpoints.load rebuilds
 
     def __init__(
         self,
@@ -248,19 +224,19 @@ class DQN:
         observe: Callable = observe_platform,
         item_feats: torch.Tensor | None = None,
         targets: Callable = dqn_targets,
+        fingerprint: dict | None = None,
     ):
         self.config = cfg = config if config is not None else DQNConfig()
         if not isinstance(cfg, DQNConfig):
             raise TypeError(f"config must be a DQNConfig, got {type(cfg).__name__}")
-        from .. import config as recnb_config
-
-        self.device = torch.device(recnb_config.device(None if cfg.device == "auto" else cfg.device))
+        self.device = torch.device(resolve_device(None if cfg.device == "auto" else cfg.device))
         self.env, self.observe, self.targets = env, observe, targets
         if str(getattr(env, "device", self.device)) != str(self.device):
             raise ValueError(
                 f"the simulator is on {env.device} but DQNConfig.device resolves to {self.device}; "
                 "build the simulator with device=... matching, or set DQNConfig(device=...)"
             )
+        self.mixed = MixedPrecision(cfg.precision, self.device, "DQNConfig")
         torch.manual_seed(cfg.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         env.reset(cfg.n_envs, seed=cfg.seed)
@@ -272,20 +248,13 @@ class DQN:
         self.target.requires_grad_(False)
         items = list(self.online.item_tower.parameters()) if hasattr(self.online, "item_tower") else []
         others = [p for p in self.online.parameters() if all(p is not q for q in items)]
-        groups = [{"params": others}] + (
-            [{"params": items, "lr": cfg.learning_rate * cfg.item_lr_scale}] if items else []
-        )
-        self.optimizer = torch.optim.Adam(groups, lr=cfg.learning_rate)
-        self.buffer = ReplayBuffer(
-            cfg.buffer_size,
-            cfg.n_envs,
-            obs["user"].shape[1],
-            obs["history"].shape[1],
-            feats.shape[0],
-            self.device,
-            with_immediate="immediate" in obs,
-        )
-        self.env_steps, self.updates = 0, 0
+        item_group = [{"params": items, "lr": cfg.learning_rate * cfg.item_lr_scale}] if items else []
+        self.optimizer = torch.optim.Adam([{"params": others}, *item_group], lr=cfg.learning_rate)
+        dims = obs["user"].shape[1], obs["history"].shape[1], feats.shape[0]
+        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.n_envs, *dims, self.device, with_immediate="immediate" in obs)
+        self.item_feats, self.extra_fingerprint = feats, dict(fingerprint or {})
+        self.layout = ", ".join(f"{k} {list(v.shape[1:])} {str(v.dtype)[6:]}" for k, v in sorted(obs.items()))
+        self.env_steps, self.updates, self.best = 0, 0, None
         self.log: dict[str, list] = {
             k: [] for k in ("step", "loss", "mean_q", "epsilon", "return", "length", "click_rate", "seconds")
         }
@@ -306,9 +275,8 @@ class DQN:
         return QNetwork(feats, user_dim, cfg.embed_dim, cfg.hidden, cfg.linear_items, share, cols, cfg.fatigue_init)
 
     def autocast(self):
-        """bfloat16 autocast on CUDA when enabled; a no-op context on CPU."""
-        enabled = self.config.autocast and self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        """The networks' forward context: autocast at ``config.precision`` (a disabled context for fp32)."""
+        return self.mixed.autocast()
 
     @torch.no_grad()
     def q_values(self, obs: dict) -> torch.Tensor:
@@ -318,14 +286,12 @@ class DQN:
 
     def policy(self, name: str = "dqn"):
         """A greedy ``policy(sim) -> items`` for ``recnb.policies.evaluate_policy`` (notebook 06)."""
-        agent = self
 
-        class Greedy:
-            def __call__(self, sim):
-                return agent.q_values(agent.observe(sim)).argmax(1)
+        def greedy(sim):
+            return self.q_values(self.observe(sim)).argmax(1)
 
-        Greedy.name = name
-        return Greedy()
+        greedy.name = name
+        return greedy
 
     def update(self) -> tuple[float, float]:
         """One gradient step on a sampled batch; returns (loss, mean Q of the taken items).
@@ -340,9 +306,8 @@ class DQN:
             q = self.online(ReplayBuffer.obs(batch), batch["action"]).float()
         loss = F.huber_loss(q, target, delta=cfg.huber_delta)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.online.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
+        # fp32 and bf16: backward, clip, step; fp16: the same with the loss scaled (precision.MixedPrecision)
+        self.mixed.step(loss, self.optimizer, self.online.parameters(), cfg.max_grad_norm)
         self.updates += 1
         if self.updates % cfg.target_update_every == 0:
             with torch.no_grad():  # tau = 1: hard copy; tau < 1: Polyak averaging
@@ -358,23 +323,26 @@ class DQN:
         return f"update {self.updates} (env step {self.env_steps})"
 
     def _fix(self) -> str:
-        default = DQNConfig.__dataclass_fields__["learning_rate"].default
-        return (
-            f"lower DQNConfig.learning_rate (now {self.config.learning_rate:g}; the default is {default:g}), "
-            "or check the rewards and observations for NaN or infinite values"
-        )
+        now, default = self.config.learning_rate, DQNConfig.learning_rate
+        lower = f"lower DQNConfig.learning_rate (now {now:g}; the default is {default:g})"
+        return lower + ", or check the rewards and observations for NaN or infinite values"
 
     def check_weights(self) -> None:
-        """Raise :class:`recnb._checks.TrainingDiverged` when a weight of the online or target network is NaN or infinite."""
+        """Raise :class:`recnb._checks.TrainingDiverged` when a weight of either network is NaN or infinite."""
         for name, net in (("online", self.online), ("target", self.target)):
             check_finite_parameters(net, where=f"DQN training ({name} network)", step=self._at(), fix=self._fix())
 
-    def train(self, total_steps: int | None = None, progress: bool = True) -> dict:
+    def train(
+        self, total_steps: int | None = None, progress: bool = True, logger=None, valid_env=None, checkpoint=None
+    ) -> dict:
         """Collect from ``n_envs`` users at a time and learn until ``total_steps`` env steps (notebook 06).
 
         ``total_steps`` (default ``config.total_steps``) counts from the agent's first step, so a resumed agent
         continues to it. ``learning_starts > total_steps`` is refused (no gradient step would ever be taken), and a
         loss or weight that turns NaN or infinite stops training with ``recnb._checks.TrainingDiverged``.
+        ``config.eval_every`` > 0 scores the greedy policy on ``valid_env`` (validation users, disjoint from training
+        and evaluation users) that often and at the end, saves the best to ``checkpoint`` (a path; optional) and
+        reloads it when training ends (``self.best``: when, how good). ``logger``: ``recnb.tracking`` curves.
         """
         cfg, env = self.config, self.env
         goal = cfg.total_steps if total_steps is None else int(total_steps)
@@ -384,15 +352,14 @@ class DQN:
                 f"collect {goal} environment steps and never take a gradient step; lower learning_starts "
                 f"(e.g. learning_starts={max(goal // 10, 0)}) or raise total_steps"
             )
-        ret = torch.zeros(cfg.n_envs, device=self.device)
-        clicks = torch.zeros(cfg.n_envs, device=self.device)
-        length = torch.zeros(cfg.n_envs, device=self.device)
+        both = "validation needs both DQNConfig(eval_every=N > 0) and train(valid_env=<env on validation users>)"
+        need(bool(cfg.eval_every) == (valid_env is not None), both)
+        select = ckpts.BestOnValidation(self, valid_env, checkpoint, logger) if cfg.eval_every else None
+        ret, clicks, length = (torch.zeros(cfg.n_envs, device=self.device) for _ in range(3))
         done_r, done_l, done_c, losses, qs = [], [], [], [], []
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=goal, initial=min(self.env_steps, goal), desc="DQN env steps", unit="step", leave=False)
+        bar = tqdm(
+            total=goal, initial=min(self.env_steps, goal), desc="DQN env steps", leave=False, disable=not progress
+        )
         start, it = time.perf_counter(), 0
         obs = self.observe(env)
         while self.env_steps < goal:
@@ -416,91 +383,49 @@ class DQN:
                 for _ in range(cfg.updates_per_collect):
                     loss, q = self.update()
                     losses.append(loss), qs.append(q)
+                    if select is not None and self.updates % cfg.eval_every == 0:
+                        select()
             it += 1
-            if bar is not None:
-                bar.update(cfg.n_envs)
+            bar.update(cfg.n_envs)
             if it % cfg.log_every == 0 and done_r:
-                self._log(eps, done_r, done_l, done_c, losses, qs, time.perf_counter() - start)
+                self._log(eps, done_r, done_l, done_c, losses, qs, time.perf_counter() - start, logger)
                 done_r, done_l, done_c, losses, qs = [], [], [], [], []
-        if bar is not None:
-            bar.close()
+        bar.close()
+        if select is not None:
+            select.finish()  # the last weights compete too; the best are reloaded
         if self.updates:
             self.check_weights()
+        if logger is not None:
+            best = {} if self.best is None else {"final/valid_return": self.best["score"]}
+            last = self.log["return"][-1:] or [float("nan")]  # NaN (dropped by the logger) when no episode ended
+            logger.log_hparams(
+                hparams_of(cfg), {"final/updates": self.updates, "final/rollout_return": last[0], **best}
+            )
         return self.log
 
-    def _log(self, eps, done_r, done_l, done_c, losses, qs, seconds):
-        self.log["step"].append(self.env_steps)
-        self.log["epsilon"].append(eps)
-        self.log["return"].append(float(torch.cat(done_r).mean()))
-        self.log["length"].append(float(torch.cat(done_l).mean()))
-        self.log["click_rate"].append(float(torch.cat(done_c).mean()))
-        self.log["loss"].append(float(np.mean(losses)) if losses else float("nan"))
-        self.log["mean_q"].append(float(np.mean(qs)) if qs else float("nan"))
-        self.log["seconds"].append(seconds)
+    def validate(self, valid_env) -> float:
+        """Mean return of the greedy policy on ``config.eval_users`` validation users, fixed seed (notebook 06)."""
+        result = evaluate_policy(valid_env, self.policy(), n_users=self.config.eval_users, seed=self.config.eval_seed)
+        return float(result.returns.mean())
 
-    # ------------------------------------------------------------ checkpoints
-    def save(self, path) -> Path:
-        """Write networks, optimizer state, counters and config to one safetensors file, atomically (notebook 06).
-
-        The replay buffer is not saved: a resumed run refills it while it keeps learning.
-        """
-        from safetensors.torch import save_file
-
-        from ..download import atomic_path
-
-        tensors = {f"online.{k}": v for k, v in self.online.state_dict().items()}
-        tensors.update({f"target.{k}": v for k, v in self.target.state_dict().items()})
-        opt = self.optimizer.state_dict()
-        for idx, state in opt["state"].items():
-            for key, value in state.items():
-                tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value)
-        meta = {
-            "config": json.dumps(asdict(self.config)),
-            "env_steps": str(self.env_steps),
-            "updates": str(self.updates),
-            "param_groups": json.dumps(opt["param_groups"]),
-            "format": "recnb-dqn-1",
+    def _log(self, eps, done_r, done_l, done_c, losses, qs, seconds, logger=None):
+        row = {
+            "step": self.env_steps,
+            "epsilon": eps,
+            "return": float(torch.cat(done_r).mean()),
+            "length": float(torch.cat(done_l).mean()),
+            "click_rate": float(torch.cat(done_c).mean()),
+            "loss": float(np.mean(losses)) if losses else float("nan"),
+            "mean_q": float(np.mean(qs)) if qs else float("nan"),
+            "seconds": seconds,
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
-        return path
+        for key, value in row.items():
+            self.log[key].append(value)
+        log_rollout(logger, row, self.optimizer.param_groups[0]["lr"])
 
-    @classmethod
-    def load(
-        cls, path, env, observe: Callable = observe_platform, item_feats: torch.Tensor | None = None, **overrides
-    ) -> DQN:
-        """Rebuild an agent from :meth:`save`'s file; ``overrides`` change config fields (e.g. ``total_steps``)."""
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no DQN checkpoint at {path}; train and call agent.save(path) first")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != "recnb-dqn-1":
-                raise ValueError(f"{path} is not a recnb DQN checkpoint (format {meta.get('format')!r})")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        saved = json.loads(meta["config"])
-        unknown = set(overrides) - {f.name for f in fields(DQNConfig)}
-        if unknown:
-            raise TypeError(f"unknown DQNConfig fields {sorted(unknown)}")
-        agent = cls(env, DQNConfig(**{**saved, **overrides}), observe=observe, item_feats=item_feats)
-        dev = agent.device
-        agent.online.load_state_dict({k[7:]: v.to(dev) for k, v in tensors.items() if k.startswith("online.")})
-        agent.target.load_state_dict({k[7:]: v.to(dev) for k, v in tensors.items() if k.startswith("target.")})
-        state: dict = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, idx, name = key.split(".", 2)
-                state.setdefault(int(idx), {})[name] = value if name == "step" else value.to(dev)
-        groups = json.loads(meta["param_groups"])
-        for group, fresh in zip(groups, agent.optimizer.param_groups):
-            group["lr"] = fresh["lr"]
-        agent.optimizer.load_state_dict({"state": state, "param_groups": groups})
-        agent.env_steps, agent.updates = int(meta["env_steps"]), int(meta["updates"])
-        return agent
+    def networks(self) -> dict:
+        """The modules a checkpoint holds (``recnb.checkpoints.AgentCheckpoints``: save, load, load_or_train)."""
+        return {"online": self.online, "target": self.target}
 
 
 @torch.no_grad()
@@ -510,8 +435,7 @@ def q_vs_return(agent: DQN, sim, n_users: int = 500, seed: int = 0) -> tuple[np.
     Return values beyond the episode's end count 0; a truncated episode is cut at the horizon, so
     its Monte-Carlo return slightly undercounts what Q bootstraps (rare when users leave first).
     """
-    if n_users < 1:
-        raise ValueError(f"n_users must be >= 1, got {n_users}")
+    check_int("n_users", n_users, minimum=1)
     gamma = agent.config.gamma
     sim.reset(n_users, seed=seed)
     q = agent.q_values(agent.observe(sim))
