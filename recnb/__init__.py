@@ -16,8 +16,8 @@ Modules (one concept each):
   simulated user's choice and rating models, fidelity checks), ``simulator`` (a package: the batched
   simulated user and its one-user reference), ``platform`` (what an agent may see), ``policies`` and
   ``envs`` (04), ``agents`` (tabular and bandits 05, DQN 06), ``genre_mdp`` (05), ``lm_rl`` (a package:
-  cold-start catalogue, serving, TD fine-tuning, explanations; 07) and ``offline_rl`` (07, used by 08),
-  ``ope``, ``ope_sim``, ``robustness`` and ``comparison`` (08);
+  cold-start catalogue, serving, TD fine-tuning, explanations; 07 and 08) and ``offline_rl`` (09, used by 10),
+  ``ope``, ``ope_sim``, ``robustness`` and ``comparison`` (10);
 * ``chapters`` (the chapter list, measured run times and Colab links: notebook 00 and the README).
 """
 

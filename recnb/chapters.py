@@ -54,14 +54,16 @@ CHAPTERS = (
         "02_collaborative_filtering_baselines.ipynb",
         "Collaborative-filtering and deep baselines",
         "one full-ranking evaluator (HR, NDCG, Recall, MRR, coverage, Gini), popularity, item-kNN, BPR-MF, "
-        "NeuMF, early stopping, Track A vs B, popularity bias",
+        "NeuMF, early stopping, Track A vs B, popularity bias, hyperparameter search with Optuna (grid, random, "
+        "TPE; pruning; worker processes on a shared storage), TensorBoard",
     ),
     Chapter(
         "03",
         "03_language_model_embeddings.ipynb",
         "Language-model item embeddings and cold start",
         "item text, MiniLM via transformers (masked mean pooling), embedding cache, neighbours, PCA/t-SNE, "
-        "free-text search, cold start (5 seeds), text→BPR hybrid, int8",
+        "free-text search, cold start (5 seeds), text→BPR hybrid, int8; tokens, self-attention, MLM and "
+        "contrastive pretraining, [CLS] vs mean pooling (measured), bf16 autocast",
     ),
     Chapter(
         "04",
@@ -70,14 +72,15 @@ CHAPTERS = (
         "reward functions, a two-part simulated user (choice from implicit feedback, rating shrunk by count) "
         "checked on held-out real data (ranking vs BPR, rare first picks, popularity and rating distances), "
         "drift/fatigue/boredom/leaving, a hidden per-user trait, the platform's view vs the oracle, a tuned "
-        "diversifying heuristic",
+        "diversifying heuristic, agents trained under click, log(1 + rating) and retention rewards",
     ),
     Chapter(
         "05",
         "05_tabular_q_learning_and_sarsa.ipynb",
         "Tabular Q-learning and SARSA",
         "bandits, genre MDP, value/policy iteration, Q-learning, SARSA, expected SARSA within 1% of the "
-        "optimum, γ and ε, what the abstraction carries back to the full simulator",
+        "optimum, γ and ε, what the abstraction carries back to the full simulator, the updates written out "
+        "and equal to the package's",
     ),
     Chapter(
         "06",
@@ -85,24 +88,39 @@ CHAPTERS = (
         "Deep Q-networks for recommendation",
         "the platform's view only, disjoint training/evaluation users, item-feature Q-network with a learned "
         "price of repetition, on-device replay, target net, Double DQN, n-step, masking, terminated vs "
-        "truncated, 5 seeds against tuned heuristics and a labelled oracle with paired per-user intervals, "
+        "truncated, a one-screen DQN equal to the package's, "
+        "5 seeds against tuned heuristics and a labelled oracle with paired per-user intervals, "
         "Q vs Monte-Carlo, GPU/Colab path",
     ),
     Chapter(
         "07",
-        "07_language_models_meet_rl.ipynb",
-        "Language models meet RL",
-        "text vs ID Q-networks on the platform's view, warm start from the platform's BPR, cold-start films "
-        "(5 seeds, held-out users; text ≥ 70% of its warm click rate, asserted), text-shuffle ablation, "
-        "serving rule (skip ignored items), TD fine-tuning, SQN, explanations",
+        "07_text_q_networks_and_cold_start.ipynb",
+        "Text Q-networks and cold start",
+        "frozen MiniLM item vectors, text vs ID Q-networks on the platform's view, ridge warm start from the "
+        "platform's BPR, cold-start films (5 seeds, held-out users; text ≥ 70% of its warm click rate, asserted), "
+        "paired per-user intervals, serving rule (skip ignored films), text-shuffle ablation, occlusion explanations",
     ),
     Chapter(
         "08",
-        "08_evaluation_and_comparison.ipynb",
+        "08_finetuning_the_encoder_with_td.ipynb",
+        "Fine-tuning the encoder with TD",
+        "MiniLM's top layer trained through the TD loss, a frozen control on the same batches, paired warm/cold "
+        "evaluation, feature drift, TensorBoard logging",
+    ),
+    Chapter(
+        "09",
+        "09_offline_rl_from_logs.ipynb",
+        "Offline RL from logs",
+        "logs as MDP transitions, SQN (a GRU next-film head plus a Q-learning head), extrapolation error and "
+        "conservative Q-learning, Track B full ranking vs popularity and BPR, TensorBoard logging",
+    ),
+    Chapter(
+        "10",
+        "10_evaluation_and_comparison.ipynb",
         "Off-policy evaluation and the side-by-side comparison",
         "off-policy evaluation (DM, IPS, SNIPS, DR) vs simulator truth, language-model, CF and RL "
         "recommenders on 5 axes beside baselines and a labelled oracle, RL vs the best tuned heuristic "
-        "(paired), exposure, shilling robustness",
+        "(paired), exposure, shilling robustness, agents loaded from notebook 06's checkpoints",
     ),
 )
 

@@ -282,7 +282,7 @@ class BestOnValidation:
 
 
 class AgentCheckpoints:
-    """``fingerprint`` / ``save`` / ``load`` / ``load_or_train`` for an RL agent (a mixin; notebooks 06-08).
+    """``fingerprint`` / ``save`` / ``load`` / ``load_or_train`` for an RL agent (a mixin; notebooks 06-10).
 
     The agent class sets ``config_class`` and has ``config``, ``env``, ``observe``, ``item_feats``, ``layout``
     (its observation's shapes, as text), ``extra_fingerprint``, ``optimizer``, ``networks()`` and the counters
@@ -356,7 +356,7 @@ def _given(**kwargs) -> dict:
 
 
 def load_or_build(path, load, build, what: str = "checkpoint"):
-    """``load(path)`` when an intact, matching checkpoint is there; else ``build()`` (which saves it) (notebook 08).
+    """``load(path)`` when an intact, matching checkpoint is there; else ``build()`` (which saves it) (notebook 10).
 
     A missing file builds quietly; a stale one (:class:`CheckpointMismatch`: trained on something else, or with
     another config) or a corrupt one is reported with a warning and rebuilt. One process builds at a time

@@ -10,8 +10,8 @@ rest of the package and the notebooks ask one place:
 * ``RECNB_DEVICE`` -- force ``cpu`` or ``cuda`` (default: CUDA when available).
 * ``RECNB_OFFLINE=1`` -- never try a download (MovieLens, the Hugging Face Hub).
 * ``RECNB_NO_CACHE=1`` -- compute embeddings without reading or writing their cache.
-* ``RECNB_MODEL_DIR`` -- a local copy of the default encoder (verified in :mod:`recnb.embeddings`).
-* ``RECNB_RESULTS_DIR`` -- where notebook 08 writes its results table (``scripts/run_notebooks.py --in-place``
+* ``RECNB_MODEL_DIR`` -- a local copy of the default encoder (verified in :mod:`recnb.encoder`).
+* ``RECNB_RESULTS_DIR`` -- where notebook 10 writes its results table (``scripts/run_notebooks.py --in-place``
   sets it to ``docs/results``); unset, they are not written anywhere lasting.
 
 No other module reads these from ``os.environ``: they ask :func:`env_flag`, :func:`env_path` or the
@@ -49,7 +49,7 @@ def env_path(name: str) -> Path | None:
 
 
 def results_dir() -> Path | None:
-    """``$RECNB_RESULTS_DIR``: where notebook 08 writes its committed results, or None when unset."""
+    """``$RECNB_RESULTS_DIR``: where notebook 10 writes its committed results, or None when unset."""
     return env_path(RESULTS_DIR_ENV)
 
 

@@ -1,4 +1,4 @@
-"""Offline RL on logged histories: a sequential recommender with and without an SQN Q-head (notebook 07).
+"""Offline RL on logged histories: a sequential recommender with and without an SQN Q-head (notebook 09).
 
 Two models share one small sequential encoder and are trained on the chronological MovieLens
 histories of Track B (docs/protocols.md; only the training part):
@@ -19,7 +19,7 @@ MiniLM vector of the item's text (notebook 03). Scores come from :meth:`Sequenti
 which reads each user's most recent ``max_len`` items from the frames you pass (train for the
 validation part, train + valid for the test part), so :class:`recnb.metrics.FullRankingEvaluator`
 scores it exactly like the baselines of notebook 02. Re-evaluations of SQN-style heads
-(e.g. on MovieLens and RetailRocket) often find the RL head adds little; notebook 07 reports what it
+(e.g. on MovieLens and RetailRocket) often find the RL head adds little; notebook 09 reports what it
 finds here.
 """
 
@@ -51,7 +51,7 @@ from .tracking import log_epoch, log_final
 
 @dataclass(frozen=True)
 class SequentialConfig:
-    """Hyperparameters of the sequential recommender and its optional Q-head; frozen, validated (notebook 07)."""
+    """Hyperparameters of the sequential recommender and its optional Q-head; frozen, validated (notebook 09)."""
 
     dim: int = 64
     """Size of item embeddings and of the GRU state."""
@@ -187,7 +187,7 @@ def _histories(frames, n_users: int) -> tuple[list, list]:
 
 
 class SequentialRecommender:
-    """Next-item GRU recommender, optionally with an SQN Q-head, trained offline (notebook 07)."""
+    """Next-item GRU recommender, optionally with an SQN Q-head, trained offline (notebook 09)."""
 
     def __init__(self, n_users: int, n_items: int, config: SequentialConfig | None = None, text_vectors=None):
         self.config = config or SequentialConfig()
@@ -240,7 +240,7 @@ class SequentialRecommender:
         return ce + cfg.q_weight * td, ce.detach(), td.detach()
 
     def fit(self, train, valid=None, logger=None) -> SequentialRecommender:
-        """Train on ``train`` (Track B training part); early-stop on ``valid`` NDCG@10 when given (notebook 07).
+        """Train on ``train`` (Track B training part); early-stop on ``valid`` NDCG@10 when given (notebook 09).
 
         A loss that turns NaN or infinite (checked every step) or a weight that does (checked after every epoch)
         stops training with :class:`recnb._checks.TrainingDiverged` (a ``FloatingPointError``). ``logger`` (e.g.

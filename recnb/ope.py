@@ -1,4 +1,4 @@
-"""Off-policy evaluation: estimate a new policy's value from logs of another (notebook 08).
+"""Off-policy evaluation: estimate a new policy's value from logs of another (notebook 10).
 
 Logs are bandit feedback: for each logged round ``i`` a context ``x_i``, the action ``a_i`` the logging
 policy took with probability ``p_i`` (its propensity), and the reward ``r_i`` observed for it. The target
@@ -86,7 +86,7 @@ def _estimate(terms: np.ndarray, name: str, value: float | None = None) -> Estim
 
 
 def importance_weights(actions, propensities, target, clip: float | None = None) -> np.ndarray:
-    """``pi(a_i|x_i) / p_i`` for each logged round, optionally clipped at ``clip`` (notebook 08)."""
+    """``pi(a_i|x_i) / p_i`` for each logged round, optionally clipped at ``clip`` (notebook 10)."""
     actions, propensities, target = np.asarray(actions), np.asarray(propensities, float), np.asarray(target, float)
     w = target[np.arange(len(actions)), actions] / propensities
     if clip is not None:
@@ -101,7 +101,7 @@ def effective_sample_size(weights) -> float:
 
 
 def direct_method(target, predicted_rewards) -> Estimate:
-    """Mean over rounds of sum_a pi(a|x) q_hat(x, a) (notebook 08)."""
+    """Mean over rounds of sum_a pi(a|x) q_hat(x, a) (notebook 10)."""
     target, q = np.asarray(target, float), np.asarray(predicted_rewards, float)
     if target.shape != q.shape:
         raise ValueError(f"target {target.shape} and predicted_rewards {q.shape} must have one shape [rounds, actions]")
@@ -109,14 +109,14 @@ def direct_method(target, predicted_rewards) -> Estimate:
 
 
 def ips(actions, rewards, propensities, target, clip: float | None = None) -> Estimate:
-    """Inverse propensity scoring, optionally with clipped weights (notebook 08)."""
+    """Inverse propensity scoring, optionally with clipped weights (notebook 10)."""
     actions, rewards, propensities, target = _as_logs(actions, rewards, propensities, target)
     w = importance_weights(actions, propensities, target, clip)
     return _estimate(w * rewards, "IPS" if clip is None else f"IPS (clip {clip:g})")
 
 
 def snips(actions, rewards, propensities, target) -> Estimate:
-    """Self-normalised IPS: sum(w r) / sum(w); stderr by the delta method (notebook 08)."""
+    """Self-normalised IPS: sum(w r) / sum(w); stderr by the delta method (notebook 10)."""
     actions, rewards, propensities, target = _as_logs(actions, rewards, propensities, target)
     w = importance_weights(actions, propensities, target)
     if w.sum() <= 0:
@@ -127,7 +127,7 @@ def snips(actions, rewards, propensities, target) -> Estimate:
 
 
 def doubly_robust(actions, rewards, propensities, target, predicted_rewards) -> Estimate:
-    """DM + mean of w * (r - q_hat(x, a)): unbiased if propensities or the model are right (notebook 08)."""
+    """DM + mean of w * (r - q_hat(x, a)): unbiased if propensities or the model are right (notebook 10)."""
     actions, rewards, propensities, target = _as_logs(actions, rewards, propensities, target)
     q = np.asarray(predicted_rewards, float)
     if q.shape != target.shape:
@@ -145,7 +145,7 @@ def cross_fit(
     folds: int = 2,
     seed: int = 0,
 ) -> np.ndarray:
-    """Out-of-fold reward predictions: fit on the other folds, predict each fold's rounds (notebook 08).
+    """Out-of-fold reward predictions: fit on the other folds, predict each fold's rounds (notebook 10).
 
     ``fit(train_rows) -> model`` and ``predict(model, rows) -> [len(rows), n_actions]``.
     """
@@ -166,7 +166,7 @@ def cross_fit(
 def tabular_reward_model(contexts, actions, rewards, n_contexts: int, n_actions: int, prior_strength: float = 1.0):
     """A simple reward model for discrete contexts: per-(context, action) mean shrunk to the action mean.
 
-    Returns ``(fit, predict)`` for :func:`cross_fit` (notebook 08).
+    Returns ``(fit, predict)`` for :func:`cross_fit` (notebook 10).
     """
     contexts, actions, rewards = np.asarray(contexts), np.asarray(actions), np.asarray(rewards, float)
     check_non_negative("prior_strength", prior_strength)

@@ -1,4 +1,4 @@
-"""Off-policy evaluation against ground truth: log in the simulator, estimate, compare (notebook 08).
+"""Off-policy evaluation against ground truth: log in the simulator, estimate, compare (notebook 10).
 
 The setting is a two-stage recommender. Each step a candidate generator offers ``n_candidates``
 unconsumed items (drawn in proportion to popularity); the *logging policy* -- the production
@@ -47,7 +47,7 @@ Scorer = Callable[[object], torch.Tensor]  # scorer(env) -> [B, N] scores, highe
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    """How the logs are collected in the simulator (notebook 08). Frozen, and validated on creation."""
+    """How the logs are collected in the simulator (notebook 10). Frozen, and validated on creation."""
 
     n_rounds: int = 10_000
     """Logged interactions (one shown item and its reward each)."""
@@ -71,7 +71,7 @@ class LoggingConfig:
 
 @dataclass
 class BanditLog:
-    """Logged rounds; ``truth`` is the simulator's expected reward, for grading only (notebook 08)."""
+    """Logged rounds; ``truth`` is the simulator's expected reward, for grading only (notebook 10)."""
 
     user: np.ndarray  # [n] calibration row of the simulated user
     step: np.ndarray  # [n] step of the episode
@@ -89,7 +89,7 @@ class BanditLog:
 
 
 def history_genre_overlap(env) -> torch.Tensor:
-    """[B, N] share of each item's genres among the genres of the user's logged recent history (notebook 08)."""
+    """[B, N] share of each item's genres among the genres of the user's logged recent history (notebook 10)."""
     platform_view(env, "history_genre_overlap")
     item_genres = env.item_genres.float()
     hist = env.history  # pad = n_items
@@ -102,7 +102,7 @@ def history_genre_overlap(env) -> torch.Tensor:
 
 @dataclass
 class RatingStats:
-    """Shrunk mean training ratings per item and per user: what the platform's rating logs say (notebook 08)."""
+    """Shrunk mean training ratings per item and per user: what the platform's rating logs say (notebook 10)."""
 
     item_mean: torch.Tensor  # [N] shrunk mean training rating of each item
     user_mean: torch.Tensor  # [U] shrunk mean training rating of each user (calibration-row order)
@@ -110,7 +110,7 @@ class RatingStats:
 
 def rating_stats(train: pd.DataFrame, n_users: int, n_items: int, shrink: float = 5.0) -> RatingStats:
     """Shrunk mean ratings per item and user from ``train`` (``user``/``item`` index columns; ``MovieLens.indexed()``
-    users are the calibration rows, in order) (notebook 08)."""
+    users are the calibration rows, in order) (notebook 10)."""
     check_columns("train", train, ("user", "item", "rating"), "pass a split of MovieLens.indexed()")
     check_non_negative("shrink", shrink)
     need(
@@ -128,7 +128,7 @@ def rating_stats(train: pd.DataFrame, n_users: int, n_items: int, shrink: float 
 
 def platform_features(env, stats: RatingStats) -> torch.Tensor:
     """[B, N, 6] what the platform has on each (state, item): its recommender's score, item and user mean
-    rating, log popularity, share of the item's genres in the logged recent history, elapsed step (notebook 08).
+    rating, log popularity, share of the item's genres in the logged recent history, elapsed step (notebook 10).
 
     Read from the platform's view only (``env`` a :class:`recnb.platform.PlatformEnv`), never from ``env.sim``.
     """
@@ -158,7 +158,7 @@ def collect_logs(
     progress: bool = True,
 ) -> BanditLog:
     """Run the epsilon-greedy popularity logger through the platform's view ``env`` and record bandit logs
-    (notebook 08).
+    (notebook 10).
 
     ``env`` is a :class:`recnb.platform.PlatformEnv` (its user pool is who gets logged); ``stats`` the
     platform's rating summaries (:func:`rating_stats`). ``targets`` maps names to scorers
@@ -243,14 +243,14 @@ def collect_logs(
 
 
 def greedy_probs(scores: np.ndarray) -> np.ndarray:
-    """[n, K] one-hot distribution on each row's best-scored candidate (a deterministic policy) (notebook 08)."""
+    """[n, K] one-hot distribution on each row's best-scored candidate (a deterministic policy) (notebook 10)."""
     out = np.zeros_like(scores, dtype=float)
     out[np.arange(len(scores)), np.argmax(scores, 1)] = 1.0
     return out
 
 
 def softmax_probs(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """[n, K] softmax of scores / temperature: a stochastic policy, greedy as temperature -> 0 (notebook 08)."""
+    """[n, K] softmax of scores / temperature: a stochastic policy, greedy as temperature -> 0 (notebook 10)."""
     check_positive("temperature (for a deterministic policy use greedy_probs)", temperature)
     z = scores / temperature
     z = np.exp(z - z.max(1, keepdims=True))
@@ -259,13 +259,13 @@ def softmax_probs(scores: np.ndarray, temperature: float) -> np.ndarray:
 
 def true_value(log: BanditLog, target: np.ndarray) -> float:
     """The target's exact per-step value on the logged states, from the simulator's expected rewards: the grader
-    (notebook 08)."""
+    (notebook 10)."""
     return float((target * log.truth).sum(1).mean())
 
 
 def logistic_reward_model(log: BanditLog, l2: float = 1.0):
     """``(fit, predict)`` for :func:`recnb.ope.cross_fit`: logistic regression of the reward on the platform's
-    features of the shown candidate (with pairwise products), predicting every candidate (notebook 08)."""
+    features of the shown candidate (with pairwise products), predicting every candidate (notebook 10)."""
     from sklearn.linear_model import LogisticRegression
 
     def expand(x: np.ndarray) -> np.ndarray:  # [..., F] -> [..., F + F(F+1)/2]
@@ -295,7 +295,7 @@ def logistic_reward_model(log: BanditLog, l2: float = 1.0):
 
 
 def estimate_all(log: BanditLog, target: np.ndarray, predicted: np.ndarray, clip: float = 10.0) -> dict:
-    """Every estimator of :mod:`recnb.ope` on one target, plus the true value and ESS (notebook 08)."""
+    """Every estimator of :mod:`recnb.ope` on one target, plus the true value and ESS (notebook 10)."""
     args = (log.action, log.reward, log.propensity, target)
     out = {"true": true_value(log, target)}
     for est in (
@@ -314,7 +314,7 @@ def estimate_all(log: BanditLog, target: np.ndarray, predicted: np.ndarray, clip
 def evaluate_targets(
     log: BanditLog, targets: dict[str, np.ndarray], predicted: np.ndarray, clip: float = 10.0
 ) -> pd.DataFrame:
-    """One row per target policy: true value, each estimate with its stderr, relative errors, ESS (notebook 08)."""
+    """One row per target policy: true value, each estimate with its stderr, relative errors, ESS (notebook 10)."""
     table = pd.DataFrame({name: estimate_all(log, probs, predicted, clip) for name, probs in targets.items()}).T
     for key in ("DM", "IPS", "IPS-clip", "SNIPS", "DR"):
         table[f"{key}_relerr"] = (table[key] - table["true"]).abs() / table["true"].abs()
@@ -322,6 +322,6 @@ def evaluate_targets(
 
 
 def mixture(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
-    """``(1 - alpha) a + alpha b``: a policy that moves from ``a`` (alpha 0) to ``b`` (alpha 1) (notebook 08)."""
+    """``(1 - alpha) a + alpha b``: a policy that moves from ``a`` (alpha 0) to ``b`` (alpha 1) (notebook 10)."""
     check_range("alpha", alpha, 0, 1)
     return (1 - alpha) * a + alpha * b

@@ -1,4 +1,4 @@
-"""The platform's view of a simulated user: what an agent may see (notebooks 06-08; docs/protocols.md).
+"""The platform's view of a simulated user: what an agent may see (notebooks 06-10; docs/protocols.md).
 
 A real recommender never sees its users' minds. It logs what it showed, what was clicked, the
 ratings given and where in the session a user is, and it has its own models fitted on past logs.

@@ -1,4 +1,4 @@
-"""Abnormal users injected into training data, to measure how recommenders cope (notebook 08).
+"""Abnormal users injected into training data, to measure how recommenders cope (notebook 10).
 
 * :func:`inject_random_raters` -- fake users who rate random items with random stars (noise).
 * :func:`inject_shilling_attack` -- fake users who give one target item 5 stars and fill their profiles
@@ -46,7 +46,7 @@ def _frame(users, items, stars, rng, ratings) -> pd.DataFrame:
 
 
 def inject_random_raters(ratings: pd.DataFrame, fraction: float = 0.05, seed: int = 0) -> pd.DataFrame:
-    """Add fake users rating uniformly random items with uniformly random stars (notebook 08)."""
+    """Add fake users rating uniformly random items with uniformly random stars (notebook 10)."""
     rng, fake_ids, sizes = _plan(ratings, fraction, seed)
     catalogue = ratings["item_id"].unique()
     users, items = [], []
@@ -60,7 +60,7 @@ def inject_random_raters(ratings: pd.DataFrame, fraction: float = 0.05, seed: in
 def inject_shilling_attack(
     ratings: pd.DataFrame, target_item: int, fraction: float = 0.05, seed: int = 0, filler_pool: int = 200
 ) -> pd.DataFrame:
-    """Add fake users giving ``target_item`` 5 stars, padded with popular items at their mean rating (notebook 08)."""
+    """Add fake users giving ``target_item`` 5 stars, padded with popular items at their mean rating (notebook 10)."""
     need(
         target_item in set(ratings["item_id"].unique()),
         f"target_item {target_item} is not in the ratings; pick an item id from the catalogue",

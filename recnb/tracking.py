@@ -1,4 +1,4 @@
-"""Experiment tracking: the one logger every training loop of recnb writes its curves through (notebooks 02, 06, 07).
+"""Experiment tracking: the one logger every training loop writes its curves through (notebooks 02, 06, 08, 09).
 
 Off unless asked: a training loop logs only when given ``logger=...``. A logger is anything with
 ``log(step, **scalars)`` and ``log_hparams(hparams, metrics)``; :class:`RunLogger` writes TensorBoard event files
@@ -96,7 +96,7 @@ def hparams_of(config) -> dict:
 
 def log_epoch(logger, row: dict, lr: float) -> None:
     """Log one row of a model's training history at its ``epoch``: each ``*loss`` column as ``train/<name>``,
-    each ``valid_<metric>`` as ``valid/<metric>``, ``lr`` as ``train/lr`` (notebooks 02, 07). ``None``: a no-op."""
+    each ``valid_<metric>`` as ``valid/<metric>``, ``lr`` as ``train/lr`` (notebooks 02, 09). ``None``: a no-op."""
     if logger is None:
         return
     scalars = {f"train/{k}": v for k, v in row.items() if k.endswith("loss")}

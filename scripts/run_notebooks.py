@@ -4,7 +4,7 @@
     python scripts/run_notebooks.py --in-place [NAMES...]     # `make notebooks`: refresh committed outputs
 
 Prints one line a notebook with its wall time; stops at the first failure and names the cell. With --in-place,
-notebook 08 also refreshes the committed results (RECNB_RESULTS_DIR=docs/results) that
+notebook 10 also refreshes the committed results (RECNB_RESULTS_DIR=docs/results) that
 scripts/update_readme_results.py copies into the README, and each notebook's wall time (with the date,
 the machine and its load) goes to recnb/runtimes.json, the one source of the run times that the README
 and notebook 00 show; notebook 00, which prints that table, is executed once more at the end when
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         paths = [NOTEBOOKS / c.file for c in chapters.select(args.names)]
     except ValueError as exc:
         parser.error(str(exc))
-    if args.in_place:  # refreshing the committed notebooks refreshes notebook 08's committed results too
+    if args.in_place:  # refreshing the committed notebooks refreshes notebook 10's committed results too
         if config.results_dir() is None:  # the kernels inherit it
             os.environ[config.RESULTS_DIR_ENV] = str(ROOT / "docs" / "results")
     measured = {}

@@ -7,9 +7,9 @@ nbconvert does the work, as in any course that hands out notebooks: its ``TagRem
 drops every cell tagged ``solution`` and the outputs of every cell tagged ``exercise``, and
 ``StudentNotePreprocessor`` (below) puts a short note at the top saying what this edition is and
 how an answer is checked. Every other cell keeps its source and outputs. The tags are described in
-``recnb/exercises.py`` and ``docs/notebook-conventions.md``.
+``recnb/exercise_tags.py`` and ``docs/notebook-conventions.md``.
 
-Nothing is written unless every notebook passes ``recnb.exercises.lint`` (an untagged solution
+Nothing is written unless every notebook passes ``recnb.exercise_tags.lint`` (an untagged solution
 would be handed out; a cell needing what only a solution defines would fail for the student), and
 each written notebook is checked to hold no solution cell and no ``check(..., strict=True)``.
 The instructor grades what comes back with ``python -m recnb.exercises`` (``make check-submission``).
@@ -33,7 +33,7 @@ NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))  # recnb from this checkout, also when it is not installed
 
 from recnb import chapters  # noqa: E402
-from recnb.exercises import (  # noqa: E402
+from recnb.exercise_tags import (  # noqa: E402
     EXERCISE_TAG,
     SOLUTION_TAG,
     _check_calls,

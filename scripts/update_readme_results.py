@@ -1,9 +1,9 @@
-"""Splice notebook 08's results and the measured chapter run times into README.md, between markers.
+"""Splice notebook 10's results and the measured chapter run times into README.md, between markers.
 
     python scripts/update_readme_results.py           # rewrite README.md's results section
     python scripts/update_readme_results.py --check   # exit 1 if README.md's section differs from the run
 
-Notebook 08, refreshed with ``scripts/run_notebooks.py --in-place 08``, writes ``docs/results/summary.md``
+Notebook 08, refreshed with ``scripts/run_notebooks.py --in-place 10``, writes ``docs/results/summary.md``
 (a header line with profile, date and protocols, the summary table, the n/a reasons and the computed
 conclusions) and ``docs/results/summary.png``. This script copies the first and embeds the second in
 README.md between ``<!-- results:start -->`` and ``<!-- results:end -->``, touching nothing
@@ -28,7 +28,7 @@ FIGURE = "docs/results/summary.png"  # relative to the README
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CHAPTERS_START, CHAPTERS_END = "<!-- chapters:start -->", "<!-- chapters:end -->"
 NOTE = (
-    "This section is produced by the run: notebook 08 (refreshed with `scripts/run_notebooks.py --in-place 08`) "
+    "This section is produced by the run: notebook 10 (refreshed with `scripts/run_notebooks.py --in-place 10`) "
     "writes `docs/results/summary.md` and `docs/results/summary.png`, and "
     "`python scripts/update_readme_results.py` copies them here."
 )
@@ -97,8 +97,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not SUMMARY.is_file():
         sys.exit(
-            f"{SUMMARY.relative_to(ROOT)} is missing: run notebook 08 first "
-            "(python scripts/run_notebooks.py --in-place 08)"
+            f"{SUMMARY.relative_to(ROOT)} is missing: run notebook 10 first "
+            "(python scripts/run_notebooks.py --in-place 10)"
         )
     readme, summary_md = README.read_text(encoding="utf-8"), SUMMARY.read_text(encoding="utf-8")
     updated = update(readme, summary_md)

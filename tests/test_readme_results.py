@@ -1,4 +1,4 @@
-"""README.md's results section must be exactly what notebook 08's run wrote (docs/results/summary.md)."""
+"""README.md's results section must be exactly what notebook 10's run wrote (docs/results/summary.md)."""
 
 import importlib.util
 from pathlib import Path
@@ -21,7 +21,7 @@ def test_readme_results_section_matches_the_run():
 
 def test_results_come_from_a_full_run_with_its_figure():
     summary_md = (ROOT / "docs" / "results" / "summary.md").read_text(encoding="utf-8")
-    assert summary_md.startswith("Produced by `notebooks/08_evaluation_and_comparison.ipynb`, profile `")
+    assert summary_md.startswith("Produced by `notebooks/10_evaluation_and_comparison.ipynb`, profile `")
     assert "profile `smoke`" not in summary_md.splitlines()[0], "never commit smoke-profile results"
     assert (ROOT / urr.FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,4 @@
-"""Language models meet RL: text-feature Q-networks, cold-start items, TD fine-tuning, explanations (notebook 07).
+"""Language models meet RL: text Q-networks, cold-start items, TD fine-tuning, explanations (notebooks 07, 08).
 
 Builds on notebook 06's DQN (:mod:`recnb.agents.dqn`), whose Q-network scores an item from its
 *features* ``x_i`` (``QNetwork``: ``f(s) . g(x_i) + b(x_i)`` plus a state value and a learned price on

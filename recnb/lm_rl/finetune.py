@@ -1,4 +1,4 @@
-"""TD fine-tuning of the language model's top layer(s) together with the Q-network (notebook 07, sections 1 and 4).
+"""TD fine-tuning of the language model's top layer(s) together with the Q-network (notebook 08).
 
 :class:`TopLayers` computes the hidden states that enter MiniLM's top transformer layer(s) once (cached on
 disk under :mod:`recnb.cache`'s policy) and reruns the top layer(s), mean pooling and normalisation with
@@ -29,7 +29,7 @@ from ..encoder import load_encoder, model_identity, resolve_model
 
 
 class TopLayers(nn.Module):
-    """The top ``n_top`` transformer layers of MiniLM over cached inputs, + masked mean pooling (notebook 07).
+    """The top ``n_top`` transformer layers of MiniLM over cached inputs, + masked mean pooling (notebook 08).
 
     ``hidden`` [N, T, H] are the states entering the top layers for every item text (computed once by
     :meth:`from_texts`); :meth:`forward` reruns the top layers for some items with gradients.
@@ -142,7 +142,7 @@ def _top_cached(path, compute):
 
 @dataclass
 class FinetuneConfig:
-    """TD fine-tuning of the language model's top layer(s) with the Q-network (notebook 07)."""
+    """TD fine-tuning of the language model's top layer(s) with the Q-network (notebook 08)."""
 
     steps: int = 40
     """Gradient steps (each reruns the top layer(s) for the batch's items)."""
@@ -183,7 +183,7 @@ def td_finetune(
     device: str | torch.device | None = None,
     logger=None,
 ) -> tuple[QNetwork, list]:
-    """A copy of ``agent.online`` trained further by TD on its replay buffer, optionally through the LM (notebook 07).
+    """A copy of ``agent.online`` trained further by TD on its replay buffer, optionally through the LM (notebook 08).
 
     Targets come from the agent's own (frozen) target network: ``r + gamma^n (1 - terminated) Q_target(s', a*)``.
     The copies train on ``device`` (default: the agent's; a GPU is where the transformer layers pay off).

@@ -22,11 +22,11 @@ from .lab_driver import check_notebook
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 ALL = sorted(p.name for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 # The notebooks with a control a student moves (sliders, dropdowns, a text box); 02, 03 and 07 show tqdm
-# progress bars (ipywidgets in JupyterLab) too. 06 and 08 display only such progress bars and 00 and 01 no widget:
-# they would add about 1.5 minutes and no new kind of widget; nbval runs all nine (`make test`), and
+# progress bars (ipywidgets in JupyterLab) too. 06, 08, 09 and 10 display only such progress bars and 00 and 01
+# no widget: they would add minutes and no new kind of widget; nbval runs them all (`make test`), and
 # RECNB_BROWSER_NOTEBOOKS=all runs them here too.
 INTERACTIVE = ["02", "03", "04", "05", "07"]
-SHOWS_WIDGETS = INTERACTIVE + ["06", "08"]
+SHOWS_WIDGETS = INTERACTIVE + ["06", "08", "09", "10"]
 
 
 def _selected() -> list[str]:
