@@ -13,13 +13,15 @@ def pytest_collection_modifyitems(config, items):
     Under ``pytest-xdist --dist loadgroup`` (``make test``) each file is one group, so a notebook's cells run in
     order on one worker; notebooks 06 and 10 share a group, so 10 runs after 06 and loads the agents 06 saved."""
     cuda = None
+    grouped = config.pluginmanager.hasplugin("xdist")  # the xdist_group mark exists only with pytest-xdist
     for item in items:
         group = str(item.path)
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.notebooks)
             if item.path.name[:2] in SAVED_AGENTS_CHAIN:
                 group = "notebooks 06 then 10"
-        item.add_marker(pytest.mark.xdist_group(group))
+        if grouped:
+            item.add_marker(pytest.mark.xdist_group(group))
         if item.get_closest_marker("gpu") is not None:
             if cuda is None:
                 import torch

@@ -195,3 +195,66 @@ def test_mean_ci_is_the_student_t_interval():
     assert out.loc["b", "NDCG ± CI"] == pytest.approx(0.0) and out["runs"].tolist() == [5, 2]
     with pytest.raises(ValueError, match="need >= 2 runs"):
         comparison.mean_ci(runs.iloc[:6], "model", ["NDCG"])
+
+
+# ---------------------------------------------------------------- notebook 06's agents, reused by notebook 08
+
+
+def test_validation_users_cut_the_training_users_in_two_disjoint_groups():
+    train_users = np.arange(100, 200, 2)
+    fit, valid = comparison.validation_users(train_users)
+    assert len(fit) == 40 and len(valid) == 10
+    assert set(fit).isdisjoint(valid) and set(fit) | set(valid) == set(train_users)
+    again = comparison.validation_users(train_users)
+    assert np.array_equal(fit, again[0]) and np.array_equal(valid, again[1])
+    assert not np.array_equal(valid, comparison.validation_users(train_users, seed=2)[1])
+
+
+def test_dqn_checkpoint_is_keyed_by_the_config_and_the_users(data_dir):
+    from recnb.agents.dqn import DQNConfig
+
+    fit, valid = comparison.validation_users(np.arange(50))
+    fingerprint = comparison.dqn_fingerprint(fit, valid)
+    path = comparison.dqn_checkpoint(DQNConfig(seed=0), fingerprint)
+    assert path.parent == data_dir / "agents" and path.suffix == ".safetensors"
+    assert path == comparison.dqn_checkpoint(DQNConfig(seed=0), comparison.dqn_fingerprint(fit[::-1], valid))
+    assert path != comparison.dqn_checkpoint(DQNConfig(seed=1), fingerprint)
+    assert path != comparison.dqn_checkpoint(DQNConfig(seed=0), comparison.dqn_fingerprint(valid, fit))
+    assert comparison.dqn_checkpoint(DQNConfig(), fingerprint, folder="elsewhere").parent.name == "elsewhere"
+
+
+def test_a_saved_agent_and_its_report_are_found_again(sim, data_dir, monkeypatch):
+    """Notebook 06 trains, saves and reports; notebook 08 loads the same file and finds the same report."""
+    from recnb.agents.dqn import DQN, DQNConfig
+
+    small = dict(total_steps=160, n_envs=16, buffer_size=320, batch_size=16, learning_starts=32, device="cpu")
+    cfg = DQNConfig(**small, fatigue_term=False)
+    fit, valid = comparison.validation_users(np.arange(sim.n_calibration_users))
+    fingerprint = comparison.dqn_fingerprint(fit, valid)
+    path = comparison.dqn_checkpoint(cfg, fingerprint)
+    env = PlatformEnv(sim.with_config(sim.config), platform_for(sim), users=fit)
+    agent = DQN(env, cfg, fingerprint=fingerprint)
+    agent.train(progress=False)
+    agent.save(path)
+    eval_users = np.arange(sim.n_calibration_users)
+    evaluation = evaluate_policy(PlatformEnv(sim.with_config(sim.config), env.platform), agent.policy(), 30, seed=5)
+    assert comparison.read_report(path) is None
+    comparison.save_report(path, agent, evaluation, eval_users)
+
+    monkeypatch.setattr(DQN, "train", lambda *a, **k: pytest.fail("load_or_train retrained a matching checkpoint"))
+    loaded = DQN.load_or_train(path, env, cfg, fingerprint=fingerprint)
+    assert loaded is not agent and loaded.updates == agent.updates
+    assert comparison.parameters_digest(loaded) == comparison.parameters_digest(agent)
+    again = evaluate_policy(PlatformEnv(sim.with_config(sim.config), env.platform), loaded.policy(), 30, seed=5)
+    assert comparison.read_report(path) == comparison.report_of(loaded, again, eval_users)
+    other = evaluate_policy(PlatformEnv(sim.with_config(sim.config), env.platform), loaded.policy(), 30, seed=6)
+    assert comparison.read_report(path)["returns"] != comparison.report_of(loaded, other, eval_users)["returns"]
+    with torch.no_grad():  # one changed weight changes the digest
+        next(loaded.online.parameters()).add_(1.0)
+    assert comparison.parameters_digest(loaded) != comparison.parameters_digest(agent)
+
+
+def test_read_report_is_none_for_an_unreadable_record(tmp_path):
+    path = tmp_path / "dqn-x.safetensors"
+    (tmp_path / "dqn-x.report.json").write_text("{not json")
+    assert comparison.read_report(path) is None
