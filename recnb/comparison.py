@@ -1,4 +1,4 @@
-"""Side by side: language-model, collaborative-filtering and RL recommenders on one protocol (notebook 08).
+"""Side by side: language-model, collaborative-filtering and RL recommenders on one protocol (notebook 10).
 
 Each model enters as what it can provide:
 
@@ -19,7 +19,7 @@ Notebook 06's DQN agents are reused here, not retrained: :func:`validation_users
 the users an agent learns from and the validation users that choose its weights, :func:`dqn_fingerprint` and
 :func:`dqn_checkpoint` name the checkpoint a configuration is kept in (``DQN.load_or_train`` loads it, or trains
 in place when it is missing), and :func:`save_report` / :func:`read_report` keep beside it what notebook 06
-reported for it, so notebook 08 can assert that it reports the same.
+reported for it, so notebook 10 can assert that it reports the same.
 
 Robustness (:func:`robustness_study`) retrains cheap models on training data with injected abnormal users
 (:mod:`recnb.robustness`) and measures the drop in NDCG@10 and the attacked item's exposure.
@@ -45,14 +45,14 @@ from .platform import platform_view, split_users
 from .policies import NEG, Evaluation, evaluate_policy, top_items
 from .stats import grouped_mean_ci
 
-mean_ci = grouped_mean_ci  # notebook 08's name for it: per group, each metric's mean and Student-t half-width
+mean_ci = grouped_mean_ci  # notebook 10's name for it: per group, each metric's mean and Student-t half-width
 
 
 # ---------------------------------------------------------------- models as simulator policies
 
 
 class ScorePolicy:
-    """A static recommender in the simulator: each user's best available items by fixed scores (notebook 08).
+    """A static recommender in the simulator: each user's best available items by fixed scores (notebook 10).
 
     Simulated users are calibration rows, which are the real users in ``MovieLens.indexed()`` order,
     so row ``u`` of ``scores`` is the model's view of simulated user ``u``. It reads the platform's
@@ -73,7 +73,7 @@ class ScorePolicy:
 
 def left_aligned(history: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Histories (oldest first, padding in front) as windows padded at the end, and the
-    index of each row's last item (0 for an empty row) -- the layout sequential models read (notebook 08)."""
+    index of each row's last item (0 for an empty row) -- the layout sequential models read (notebook 10)."""
     is_pad = history == pad
     order = torch.sort(is_pad.int(), dim=1, stable=True).indices  # real items first, in their order
     window = history.gather(1, order)
@@ -83,7 +83,7 @@ def left_aligned(history: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.T
 
 class SequencePolicy:
     """A sequential next-item model (``recnb.offline_rl.SequentialRecommender``) as a simulator policy:
-    its state is the user's recent consumption as the platform logged it (``env.history``) (notebook 08)."""
+    its state is the user's recent consumption as the platform logged it (``env.history``) (notebook 10)."""
 
     def __init__(self, model, name: str | None = None):
         self.model, self.name = model, name or model.name
@@ -101,7 +101,7 @@ class SequencePolicy:
 
 
 class ExposureCounter:
-    """Wraps a policy and counts how often each item is shown to users still in their episode (notebook 08)."""
+    """Wraps a policy and counts how often each item is shown to users still in their episode (notebook 10)."""
 
     def __init__(self, policy, n_items: int):
         self.policy, self.counts = policy, np.zeros(n_items, dtype=np.int64)
@@ -121,7 +121,7 @@ class ExposureCounter:
 
 def simulate(env, policy, n_users: int, seed: int) -> tuple[dict, Evaluation]:
     """Run ``policy`` on ``n_users`` fresh users of ``env``'s pool (docs/protocols.md, simulator protocol)
-    (notebook 08).
+    (notebook 10).
 
     ``env`` is a :class:`recnb.platform.PlatformEnv` (give it the evaluation users). Returns a table row --
     return, session length and click rate with 95% CIs, plus exposure coverage, Gini and mean popularity
@@ -146,14 +146,14 @@ def simulate(env, policy, n_users: int, seed: int) -> tuple[dict, Evaluation]:
 
 
 def ranking_row(evaluator: FullRankingEvaluator, scores, k: int = 10) -> dict:
-    """NDCG, HR, coverage, popularity and Gini of the top-k lists of one model under ``evaluator`` (notebook 08)."""
+    """NDCG, HR, coverage, popularity and Gini of the top-k lists of one model under ``evaluator`` (notebook 10)."""
     res = evaluator.evaluate(scores)
     return {f"{m}@{k}": res[f"{m}@{k}"] for m in ("NDCG", "HR", "Coverage", "AvgPop", "Gini")} | {"users": res.n_users}
 
 
 def text_knn_scores(train: pd.DataFrame, text_vectors: np.ndarray, n_users: int, neighbours: int = 20) -> torch.Tensor:
     """[n_users, n_items] text kNN scores over the whole catalogue from ``train``: notebook 03's scorer
-    (notebook 08)."""
+    (notebook 10)."""
     from .coldstart import knn_scores, rating_matrix
 
     n_items = len(text_vectors)
@@ -170,7 +170,7 @@ def hybrid_scores(
     seed: int = 0,
 ) -> tuple[torch.Tensor, float]:
     """Text -> BPR hybrid (notebook 03) on the whole catalogue: item factors blend ID and text-projected
-    factors by confidence; the shrinkage is chosen on validation NDCG@10. Returns (scores, shrinkage) (notebook 08)."""
+    factors by confidence; the shrinkage is chosen on validation NDCG@10. Returns (scores, shrinkage) (notebook 10)."""
     from .coldstart import blend, fit_text_projection
 
     n_items = len(text_vectors)
@@ -202,7 +202,7 @@ def _first_step(env, n_users: int) -> None:
 def initial_state_scores(agent, env, n_users: int) -> torch.Tensor:
     """[n_users, n_items] Q-values of an agent at each real user's first step, observed through the platform
     (``agent.observe(env)``, by default :func:`recnb.platform.observe_platform`), so an RL policy can be ranked
-    offline on Track A -- the split the simulator and the platform are fitted on (notebook 08).
+    offline on Track A -- the split the simulator and the platform are fitted on (notebook 10).
 
     ``env`` is a :class:`recnb.platform.PlatformEnv`; the user pool is ignored (every real user is scored).
     """
@@ -214,14 +214,14 @@ def initial_state_scores(agent, env, n_users: int) -> torch.Tensor:
 @torch.no_grad()
 def oracle_initial_scores(env, n_users: int) -> torch.Tensor:
     """[n_users, n_items] **oracle** ranking: the simulator's own expected reward of each film at each real
-    user's first step (what oracle greedy maximises). A reference with information no platform has (notebook 08)."""
+    user's first step (what oracle greedy maximises). A reference with information no platform has (notebook 10)."""
     sim = getattr(env, "sim", env)
     _first_step(env, n_users)
     return sim.expected_reward().float().cpu().clone()
 
 
 def random_scores(n_users: int, n_items: int, seed: int = 0) -> torch.Tensor:
-    """[n_users, n_items] uniform random scores: the chance level of a ranking (notebook 08)."""
+    """[n_users, n_items] uniform random scores: the chance level of a ranking (notebook 10)."""
     return torch.rand(n_users, n_items, generator=torch.Generator().manual_seed(seed))
 
 
@@ -231,7 +231,7 @@ def random_scores(n_users: int, n_items: int, seed: int = 0) -> torch.Tensor:
 def validation_users(train_users, fraction: float = 0.8, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Cut the training users into the users a DQN learns from (``fraction``) and the validation users that
     choose its weights (the rest), disjoint from each other and, like ``train_users``, from the evaluation users
-    (docs/training.md; notebooks 06 and 08)."""
+    (docs/training.md; notebooks 06 and 10)."""
     train_users = np.asarray(train_users, dtype=np.int64)
     fit, valid = split_users(len(train_users), fraction, seed=seed)
     return train_users[fit], train_users[valid]
@@ -240,16 +240,16 @@ def validation_users(train_users, fraction: float = 0.8, seed: int = 1) -> tuple
 def dqn_fingerprint(fit_users, valid_users) -> dict:
     """The ``fingerprint=`` of notebook 06's DQN: digests of the users it trained on and of the validation users
     that chose its weights (the environment's own fingerprint -- catalogue, observation, simulator, platform --
-    is added by ``DQN``) (notebooks 06 and 08)."""
+    is added by ``DQN``) (notebooks 06 and 10)."""
     users = {"training users": fit_users, "validation users": valid_users}
     return {k: digest(np.sort(np.asarray(v, dtype=np.int64))) for k, v in users.items()}
 
 
 def dqn_checkpoint(dqn_config, fingerprint: dict, folder=None) -> Path:
     """Where the DQN trained with ``dqn_config`` on ``fingerprint`` is kept: ``<data>/agents/dqn-<digest>.safetensors``
-    (notebooks 06 and 08).
+    (notebooks 06 and 10).
 
-    Keyed by both, so notebook 08 finds the file notebook 06 wrote for the same configuration and users, and a
+    Keyed by both, so notebook 10 finds the file notebook 06 wrote for the same configuration and users, and a
     run with another configuration (another profile, a tuned one) writes its own file instead of replacing it.
     """
     folder = _config.data_dir() / "agents" if folder is None else Path(folder)
@@ -302,7 +302,7 @@ ATTACKS = ("random raters", "shilling")  # the injections robustness_study knows
 
 @dataclass(frozen=True)
 class RobustnessConfig:
-    """The robustness experiment of notebook 08. Frozen, and validated on creation."""
+    """The robustness experiment of notebook 10. Frozen, and validated on creation."""
 
     fractions: tuple = (0.05, 0.10)
     """Injected abnormal users as a fraction of the real users, each in (0, 1]."""
@@ -327,7 +327,7 @@ class RobustnessConfig:
 
 def pick_attack_target(train: pd.DataFrame, min_ratings: int = 5, quantile: float = 0.25) -> int:
     """An ``item_id`` an attacker would push: rated by few users, the lower ``quantile`` of the items with at least
-    ``min_ratings`` training ratings (notebook 08)."""
+    ``min_ratings`` training ratings (notebook 10)."""
     counts = train.groupby("item_id").size()
     counts = counts[counts >= min_ratings]
     need(not counts.empty, f"no item has >= {min_ratings} training ratings; lower min_ratings")
@@ -352,7 +352,7 @@ def robustness_study(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Retrain each model on clean and injected training data; test NDCG@k of the real users, the share
-    of real users whose top-k holds the attacked item and its median rank for them (notebook 08).
+    of real users whose top-k holds the attacked item and its median rank for them (notebook 10).
 
     ``fit_models`` maps names to ``fit(train, valid, n_users, n_items) -> [n_users, n_items] scores``.
     """
@@ -410,7 +410,7 @@ def robustness_study(
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 3, missing: str = "n/a") -> str:
-    """A pipe table of ``frame`` (index as the first column) for a README, without extra packages (notebook 08)."""
+    """A pipe table of ``frame`` (index as the first column) for a README, without extra packages (notebook 10)."""
 
     def cell(v):
         if isinstance(v, (float, np.floating)):

@@ -197,7 +197,7 @@ def test_mean_ci_is_the_student_t_interval():
         comparison.mean_ci(runs.iloc[:6], "model", ["NDCG"])
 
 
-# ---------------------------------------------------------------- notebook 06's agents, reused by notebook 08
+# ---------------------------------------------------------------- notebook 06's agents, reused by notebook 10
 
 
 def test_validation_users_cut_the_training_users_in_two_disjoint_groups():
@@ -224,7 +224,7 @@ def test_dqn_checkpoint_is_keyed_by_the_config_and_the_users(data_dir):
 
 
 def test_a_saved_agent_and_its_report_are_found_again(sim, data_dir, monkeypatch):
-    """Notebook 06 trains, saves and reports; notebook 08 loads the same file and finds the same report."""
+    """Notebook 06 trains, saves and reports; notebook 10 loads the same file and finds the same report."""
     from recnb.agents.dqn import DQN, DQNConfig
 
     small = dict(total_steps=160, n_envs=16, buffer_size=320, batch_size=16, learning_starts=32, device="cpu")
