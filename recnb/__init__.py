@@ -13,8 +13,9 @@ Modules (one concept each):
 * chapters: ``data`` (MovieLens-100K), ``splits`` (evaluation protocols, histories), ``metrics`` and
   ``baselines`` (notebook 02), ``text``, ``encoder`` (the pretrained encoder's verified sources and
   loading), ``embeddings`` (encoding, cached) and ``coldstart`` (03), ``rewards``, ``calibration`` (the
-  simulated user's choice and rating models, fidelity checks), ``simulator`` (a package: the batched
-  simulated user and its one-user reference), ``platform`` (what an agent may see), ``policies`` and
+  simulated user's choice and rating models), ``fidelity`` (their checks against held-out data),
+  ``simulator`` (a package: the batched simulated user and its one-user reference), ``platform`` (what an
+  agent may see), ``policies`` and
   ``envs`` (04), ``agents`` (tabular and bandits 05, DQN 06), ``genre_mdp`` (05), ``lm_rl`` (a package:
   cold-start catalogue, serving, TD fine-tuning, explanations; 07 and 08) and ``offline_rl`` (09, used by 10),
   ``ope``, ``ope_sim``, ``robustness`` and ``comparison`` (10);
