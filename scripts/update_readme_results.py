@@ -47,7 +47,8 @@ def chapters_section() -> str:
     runtimes = chapters.load_runtimes()
     intro = (
         f"Minutes: {chapters.runs_described(runtimes)}. **Whole workbook: "
-        f"{chapters.total_minutes(runtimes)} minutes** (the sum of the nine). Notebook 00 shows the same table, "
+        f"{chapters.total_minutes(runtimes)} minutes** (the sum of all {len(chapters.CHAPTERS)}). "
+        "Notebook 00 shows the same table, "
         "read from the same file (`recnb/runtimes.json`). Every number a notebook prints names its protocol "
         "([docs/protocols.md](docs/protocols.md)) and profile; every target is printed, met or missed, and "
         "what holds is asserted inside the notebook."
