@@ -29,18 +29,16 @@ run: setup  ## execute every notebook headless into build/executed/ (committed n
 	$(PY) scripts/run_notebooks.py --out build/executed
 
 # Two workers (pytest-xdist): the suite is mostly single-threaded kernels; --dist loadscope keeps each notebook's
-# cells (and each test module) on one worker, in order. `make test` uses --dist loadgroup with the groups
-# tests/conftest.py gives (one per file; notebooks 06 and 10 together, so 10 loads the agents 06 saved).
-# The caches are file-locked, so workers share data/.
+# cells (and each test module) on one worker, in order. The caches are file-locked, so workers share data/
+# (notebook 10 loads the agents notebook 06 saved when 06 ran first, and trains them in place otherwise).
 XDIST  ?= -n 2 --dist loadscope
-XDIST_TEST ?= -n 2 --dist loadgroup
 
 lint: setup  ## ruff over the whole repository (rules and exclusions: pyproject.toml, [tool.ruff])
 	@$(RUFF) --version 2>/dev/null | grep -qx "ruff $(RUFF_VERSION)" || $(PY) -m pip install -q "ruff==$(RUFF_VERSION)"
 	$(RUFF) check .
 
 test: lint  ## lint, then unit tests (slow ones included) + every notebook executed by nbval
-	$(PY) -m pytest $(XDIST_TEST) tests notebooks $(NBVAL)
+	$(PY) -m pytest $(XDIST) tests notebooks $(NBVAL)
 
 unit: setup  ## unit tests only (fast: the slow install, concurrency and student-edition tests left out)
 	$(PY) -m pytest tests -m "not slow"

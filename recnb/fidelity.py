@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .calibration import Calibration
 
 __all__ = [
+    "RATING_BINS",
     "greedy_first_picks",
     "rare_pick_share",
     "histogram_distance",

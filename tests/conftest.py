@@ -4,24 +4,13 @@ that needs a small simulated user builds it with one factory (:func:`synthetic_s
 
 import pytest
 
-SAVED_AGENTS_CHAIN = ("06", "10")  # 06 trains and saves the DQN agents, 10 loads them
-
 
 def pytest_collection_modifyitems(config, items):
-    """Test tiers: nbval's notebook items are marked ``notebooks``; ``gpu`` tests are skipped without CUDA.
-
-    Under ``pytest-xdist --dist loadgroup`` (``make test``) each file is one group, so a notebook's cells run in
-    order on one worker; notebooks 06 and 10 share a group, so 10 runs after 06 and loads the agents 06 saved."""
+    """Test tiers: nbval's notebook items are marked ``notebooks``; ``gpu`` tests are skipped without CUDA."""
     cuda = None
-    grouped = config.pluginmanager.hasplugin("xdist")  # the xdist_group mark exists only with pytest-xdist
     for item in items:
-        group = str(item.path)
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.notebooks)
-            if item.path.name[:2] in SAVED_AGENTS_CHAIN:
-                group = "notebooks 06 then 10"
-        if grouped:
-            item.add_marker(pytest.mark.xdist_group(group))
         if item.get_closest_marker("gpu") is not None:
             if cuda is None:
                 import torch
