@@ -124,19 +124,24 @@ class MMRPolicy:
 
     def __init__(self, weight: float = 0.5):
         self.weight = check_non_negative("MMRPolicy weight", weight)
-        self._unit = None
+        self._similarity = None  # [N, N] cosine of the item factors, clamped at 0; computed once per catalogue
 
     def __call__(self, env) -> torch.Tensor:
         env = platform_view(env, type(self).__name__)
-        if self._unit is None or self._unit.shape[0] != env.n_items:
-            factors = env.platform.item_factors.to(env.device)
-            self._unit = torch.nn.functional.normalize(factors, dim=1)
+        score = env.platform_scores()
+        if self.weight > 0:  # weight 0 is platform-greedy: skip the [B, K, N] similarity look-up
+            score = score - self.weight * self.recent_similarity(env)
+        return top_items(score, env.available_mask(), env.config.slate_size)
+
+    def recent_similarity(self, env) -> torch.Tensor:
+        """``max(0, max cosine(film, recently clicked film))`` per user and film [B, N] (0 without history)."""
+        if self._similarity is None or self._similarity.shape[0] != env.n_items:
+            unit = torch.nn.functional.normalize(env.platform.item_factors.to(env.device), dim=1)
+            self._similarity = (unit @ unit.T).clamp_min_(0)  # one matmul, then each step only reads rows
         hist = env.history
         valid = hist < env.n_items
-        recent = self._unit.index_select(0, hist.clamp(max=env.n_items - 1).reshape(-1)).view(*hist.shape, -1)
-        similarity = (recent @ self._unit.T).masked_fill_(~valid[..., None], -1.0).amax(1)  # [B, N]
-        score = env.platform_scores() - self.weight * similarity.clamp_min(0)
-        return top_items(score, env.available_mask(), env.config.slate_size)
+        recent = self._similarity.index_select(0, hist.clamp(max=env.n_items - 1).reshape(-1)).view(*hist.shape, -1)
+        return recent.masked_fill_(~valid[..., None], 0.0).amax(1)
 
 
 @dataclass

@@ -110,6 +110,24 @@ def test_diversifying_penalty_moves_choices_after_clicks(tiny_env):
     assert not torch.equal(DiversifyingPolicy(50.0)(tiny_env), PlatformGreedyPolicy()(tiny_env))
 
 
+def test_mmr_similarity_is_the_max_cosine_to_recent_clicks(tiny_env):
+    tiny_env.reset(32, seed=0)
+    for _ in range(3):
+        tiny_env.step(PlatformGreedyPolicy()(tiny_env))
+    n = tiny_env.n_items
+    tiny_env.history[:4] = n  # users with no click yet, and users with a few
+    tiny_env.history[4:8, :6] = n
+    unit = torch.nn.functional.normalize(tiny_env.platform.item_factors, dim=1)
+    hist = tiny_env.history
+    expected = torch.zeros(len(hist), n)
+    for row, items in enumerate(hist.tolist()):
+        clicked = [i for i in items if i < n]
+        if clicked:  # brute force: every recent click against every film, the max, floored at 0
+            expected[row] = (unit[clicked] @ unit.T).amax(0).clamp_min(0)
+    torch.testing.assert_close(MMRPolicy(1.0).recent_similarity(tiny_env), expected)
+    assert not torch.equal(MMRPolicy(50.0)(tiny_env), PlatformGreedyPolicy()(tiny_env))
+
+
 def test_paired_difference_and_tuning():
     a = Evaluation("a", np.array([2.0, 3.0, 4.0, 5.0]), np.ones(4), np.ones(4), seed=0)
     b = Evaluation("b", np.array([1.0, 2.0, 3.0, 3.0]), np.ones(4), np.ones(4), seed=0)
