@@ -135,3 +135,19 @@ def scramble_hidden_state(sim, seed):
     for table in (sim.choice_item_factors, sim.choice_item_bias, sim.item_factors, sim.item_bias):
         table.copy_(torch.randn(table.shape, generator=gen))
     sim._cache.clear()
+
+
+def tiny_text_dqn(seed=0, total_steps=640, **overrides):
+    """A DQNConfig small enough for a unit test of the text Q-network (linear item head, CPU)."""
+    from recnb.agents.dqn import DQNConfig
+
+    sizes = dict(n_envs=16, buffer_size=total_steps, batch_size=32, learning_starts=64, hidden=16, embed_dim=8)
+    return DQNConfig(
+        seed=seed,
+        total_steps=total_steps,
+        **sizes,
+        linear_items=True,
+        item_lr_scale=1.0,
+        device="cpu",
+        **overrides,
+    )

@@ -6,10 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_text_dqn
 
 from recnb import lm_rl, stats
 from recnb.agents import networks, observe
-from recnb.agents.dqn import DQNConfig
 from recnb.agents.networks import QNetwork
 from recnb.agents.observe import genre_shares
 from recnb.data import GENRES
@@ -21,22 +21,6 @@ from recnb.policies import evaluate_policy, seed_average
 def sim(tiny_env):
     """The platform's view of the tiny simulator: every agent and scorer here reads it."""
     return tiny_env
-
-
-def tiny_dqn(seed=0):
-    return DQNConfig(
-        seed=seed,
-        total_steps=640,
-        n_envs=16,
-        buffer_size=640,
-        batch_size=32,
-        learning_starts=64,
-        hidden=16,
-        embed_dim=8,
-        linear_items=True,
-        item_lr_scale=1.0,
-        device="cpu",
-    )
 
 
 def test_cold_item_mask_is_a_seeded_fraction():
@@ -72,14 +56,14 @@ def test_training_never_shows_a_cold_item_and_sees_only_training_users(sim):
     cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
     train_rows, _ = split_users(sim.n_calibration_users, 0.5, seed=0)
     env = PlatformEnv(sim.sim, sim.platform, users=train_rows)
-    agent = lm_rl.train_agent(env, lm_rl.id_features(sim.n_items), cold, tiny_dqn(), progress=False)
+    agent = lm_rl.train_agent(env, lm_rl.id_features(sim.n_items), cold, tiny_text_dqn(), progress=False)
     data, rows = agent.buffer.data, agent.buffer.size
     assert rows > 0
     assert not cold[data["action"][:rows]].any()
     assert not (data["next_mask"][:rows] & cold).any()  # nor bootstrapped from
     assert np.isin(data["user_id"][:rows].numpy(), train_rows).all()  # no evaluation user in training
     with pytest.raises(TypeError, match="PlatformEnv"):
-        lm_rl.train_agent(sim.sim, lm_rl.id_features(sim.n_items), cold, tiny_dqn(), progress=False)
+        lm_rl.train_agent(sim.sim, lm_rl.id_features(sim.n_items), cold, tiny_text_dqn(), progress=False)
 
 
 def test_catalogue_policies_pick_only_their_catalogue(sim):
@@ -256,7 +240,7 @@ def test_score_items_equals_the_networks_own_q_for_catalogue_items(sim):
 def test_train_agent_without_td_is_the_warm_start_alone(sim):
     cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
     feats = lm_rl.id_features(sim.n_items)
-    agent = lm_rl.train_agent(sim, feats, cold, tiny_dqn(), progress=False, td=False)
+    agent = lm_rl.train_agent(sim, feats, cold, tiny_text_dqn(), progress=False, td=False)
     assert agent.buffer.size == 0 and agent.fit_r2 is not None
     dim = sim.platform.item_factors.shape[1]
     net = QNetwork(
@@ -274,7 +258,7 @@ def test_train_agent_without_td_is_the_warm_start_alone(sim):
     obs = lm_rl.restricted_observe()(sim)
     assert torch.allclose(agent.online(obs), net(obs), atol=1e-5)
     with pytest.raises(ValueError, match="random weights"):
-        lm_rl.train_agent(sim, feats, cold, tiny_dqn(), progress=False, td=False, start_from_factors=False)
+        lm_rl.train_agent(sim, feats, cold, tiny_text_dqn(), progress=False, td=False, start_from_factors=False)
 
 
 def test_warm_start_fits_warm_items_only_and_starts_q_at_the_predicted_rating(sim):
@@ -333,7 +317,7 @@ def test_top_layer_cache_round_trip(sim, top, tmp_path, monkeypatch):
 def _finetune_setup(sim, top):
     _, layers = top
     cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
-    agent = lm_rl.train_agent(sim, layers.all_vectors(), cold, tiny_dqn(), progress=False)
+    agent = lm_rl.train_agent(sim, layers.all_vectors(), cold, tiny_text_dqn(), progress=False)
     return agent, layers, lm_rl.FinetuneConfig(steps=3, batch_size=8, lm_lr=1e-3)
 
 
@@ -345,7 +329,7 @@ def test_td_finetune_moves_the_language_model_only_when_asked(sim, top):
     assert not torch.allclose(tuned.item_x, agent.online.item_x)
     with pytest.raises(ValueError, match="text vectors"):
         cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
-        other = lm_rl.train_agent(sim, lm_rl.id_features(sim.n_items), cold, tiny_dqn(), progress=False)
+        other = lm_rl.train_agent(sim, lm_rl.id_features(sim.n_items), cold, tiny_text_dqn(), progress=False)
         lm_rl.td_finetune(other, layers, lm_rl.FinetuneConfig(steps=1), progress=False)
 
 
@@ -432,7 +416,7 @@ def informative_text_setup(tiny_sim):
     train_rows, eval_rows = split_users(tiny_sim.n_calibration_users, 0.5, seed=0)
     cold = lm_rl.cold_item_mask(tiny_sim.n_items, 0.5, seed=1)
     agent = lm_rl.train_agent(
-        PlatformEnv(tiny_sim, platform, users=train_rows), texts, cold, tiny_dqn(), progress=False, alpha=1.0
+        PlatformEnv(tiny_sim, platform, users=train_rows), texts, cold, tiny_text_dqn(), progress=False, alpha=1.0
     )
     return PlatformEnv(tiny_sim, platform, users=eval_rows), agent.online, cold
 

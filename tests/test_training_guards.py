@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_text_dqn
 
 from recnb import baselines as B
 from recnb._checks import TrainingDiverged, check_finite_parameters, check_numbers, finite_or_raise, is_int
@@ -269,18 +270,7 @@ def finetune_setup(tiny_env):
     texts = [f"Film number {i} ({1990 + i % 9}). Genres: {GENRES[1 + i % 18]}." for i in range(tiny_env.n_items)]
     layers = lm_rl.TopLayers.from_texts(texts, n_top=1, cache=False)
     cold = lm_rl.cold_item_mask(tiny_env.n_items, 0.3, seed=0)
-    config = DQNConfig(
-        total_steps=320,
-        n_envs=16,
-        buffer_size=320,
-        batch_size=32,
-        learning_starts=64,
-        hidden=16,
-        embed_dim=8,
-        linear_items=True,
-        item_lr_scale=1.0,
-        device="cpu",
-    )
+    config = tiny_text_dqn(total_steps=320)
     agent = lm_rl.train_agent(tiny_env, layers.all_vectors(), cold, config, progress=False)
     return agent, layers
 
