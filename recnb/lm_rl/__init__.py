@@ -27,7 +27,9 @@ One module per idea of the chapter, everything importable from ``recnb.lm_rl``:
 * ``finetune`` -- the language model's top layer(s) over cached inputs (:class:`TopLayers`) and TD
   fine-tuning through them (:class:`FinetuneConfig`, :func:`td_finetune`);
 * ``explain`` -- occlusion explanations (:func:`history_attribution`, :func:`word_attribution`) and scoring
-  new items from their features (:func:`score_items`).
+  new items from their features (:func:`score_items`);
+* ``encoders`` -- the text Q-network on two sentence encoders' vectors, compared on cold films
+  (:func:`compare_encoders`, :class:`EncoderComparison`; notebook 07's GPU profile, and a benchmark).
 
 :func:`mean_ci` is :func:`recnb.stats.mean_ci` (the one home of confidence intervals), kept under this name.
 """
@@ -35,6 +37,7 @@ One module per idea of the chapter, everything importable from ``recnb.lm_rl``:
 from ..agents.observe import restricted_observe
 from ..stats import mean_ci
 from .catalogue import cold_item_mask, id_features, shuffle_item_features, train_agent, warm_start
+from .encoders import EncoderComparison, compare_encoders
 from .explain import history_attribution, score_items, word_attribution
 from .finetune import FinetuneConfig, TopLayers, td_finetune
 from .serving import (
@@ -52,11 +55,13 @@ from .serving import (
 __all__ = [
     "CATALOGUES",
     "CataloguePolicy",
+    "EncoderComparison",
     "FinetuneConfig",
     "TopLayers",
     "catalogue_evaluations",
     "catalogue_table",
     "cold_item_mask",
+    "compare_encoders",
     "evaluate_catalogues",
     "history_attribution",
     "id_features",
