@@ -98,7 +98,8 @@ CHAPTERS = (
         "Text Q-networks and cold start",
         "frozen MiniLM item vectors, text vs ID Q-networks on the platform's view, ridge warm start from the "
         "platform's BPR, cold-start films (5 seeds, held-out users; text ≥ 70% of its warm click rate, asserted), "
-        "paired per-user intervals, serving rule (skip ignored films), text-shuffle ablation, occlusion explanations",
+        "paired per-user intervals, serving rule (skip ignored films), text-shuffle ablation, occlusion explanations, "
+        "TensorBoard logging; in the GPU profile a larger encoder (MPNet) against MiniLM",
     ),
     Chapter(
         "08",

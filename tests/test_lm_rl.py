@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import tiny_text_dqn
 
-from recnb import lm_rl, stats
+from recnb import lm_rl, stats, tracking
 from recnb.agents import networks, observe
 from recnb.agents.networks import QNetwork
 from recnb.agents.observe import genre_shares
@@ -56,7 +56,14 @@ def test_training_never_shows_a_cold_item_and_sees_only_training_users(sim):
     cold = lm_rl.cold_item_mask(sim.n_items, 0.3, seed=0)
     train_rows, _ = split_users(sim.n_calibration_users, 0.5, seed=0)
     env = PlatformEnv(sim.sim, sim.platform, users=train_rows)
-    agent = lm_rl.train_agent(env, lm_rl.id_features(sim.n_items), cold, tiny_text_dqn(), progress=False)
+    logged, hparams = [], []
+    logger = tracking.CallbackLogger(
+        lambda step, scalars: logged.append((step, scalars)), lambda h, m: hparams.append(h)
+    )
+    agent = lm_rl.train_agent(env, lm_rl.id_features(sim.n_items), cold, tiny_text_dqn(), progress=False, logger=logger)
+    returns = [(step, s["rollout/return"]) for step, s in logged if "rollout/return" in s]
+    assert returns and returns == list(zip(agent.log["step"], agent.log["return"]))  # the logger saw the training
+    assert hparams and hparams[0]["linear_items"] is True
     data, rows = agent.buffer.data, agent.buffer.size
     assert rows > 0
     assert not cold[data["action"][:rows]].any()

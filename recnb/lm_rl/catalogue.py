@@ -89,6 +89,7 @@ def train_agent(
     start_from_factors: bool = True,
     alpha: float = 10.0,
     td: bool = True,
+    logger=None,
 ) -> DQN:
     """Train notebook 06's DQN with ``item_feats`` on the warm catalogue only, on the platform's view (notebook 07).
 
@@ -97,6 +98,7 @@ def train_agent(
     :func:`warm_start` (ridge ``alpha``) with the platform's BPR item factors and biases
     (``env.platform``) of *warm* items; the fit's R^2 on warm items is kept as ``agent.fit_r2`` (None
     without a warm start). ``td=False`` stops after the warm start: the ablation that shows what TD adds.
+    ``logger``: a :mod:`recnb.tracking` logger for the TD training's curves and hyperparameters.
     """
     if not (td or start_from_factors):
         raise ValueError("with td=False and start_from_factors=False the network would stay at random weights")
@@ -113,7 +115,7 @@ def train_agent(
         agent.fit_r2 = warm_start(agent.online, ~cold, factors, bias, slice(0, dim), alpha=alpha)
         agent.target.load_state_dict(agent.online.state_dict())
     if td:
-        agent.train(progress=progress)
+        agent.train(progress=progress, logger=logger)
     return agent
 
 
